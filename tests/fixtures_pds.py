@@ -1,0 +1,1 @@
+"""Fixtures that start the ATProto PDS (filled in by the atmosphere work)."""
