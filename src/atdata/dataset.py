@@ -1,0 +1,332 @@
+"""``Dataset[T]``: typed, lazy iteration over tar shards, ordered, shuffled or batched.
+
+>>> import atdata, numpy as np
+>>> from numpy.typing import NDArray
+>>> @atdata.packable
+... class Feature:
+...     x: NDArray
+...     label: int
+>>> # ds = atdata.Dataset[Feature]("data-{000000..000009}.tar")
+>>> # for batch in ds.ordered(batch_size=32): batch.x.shape
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+from atdata._tar import iter_members, iter_stream_members, map_file
+from atdata.batch import SampleBatch
+from atdata.dict_sample import DictSample
+from atdata.errors import AtdataError, SampleError, ShardError
+from atdata.lens import Lens, network
+from atdata.protocols import DataSource
+from atdata.sample import _decoder_for, is_packable
+from atdata.sources import S3Source, URLSource, expand_urls
+
+__all__ = ["Dataset"]
+
+ST = TypeVar("ST")
+OnError = Literal["raise", "skip"]
+SourceLike = DataSource | str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+_SUFFIX = ".msgpack"
+
+
+def make_source(source: SourceLike, credentials: Mapping[str, str] | None = None) -> DataSource:
+    """Turn a path, URL, brace pattern or list of them into a :class:`DataSource`."""
+    if isinstance(source, DataSource) and not isinstance(source, str):
+        return source
+    urls = expand_urls(source)  # type: ignore[arg-type]
+    if not urls:
+        raise ValueError("the dataset source names no shards")
+    if all(u.startswith("s3://") for u in urls):
+        if credentials:
+            return S3Source.from_credentials(credentials, *_one_bucket(urls))
+        return S3Source.from_urls(urls)
+    return URLSource(urls)
+
+
+def _one_bucket(urls: list[str]) -> tuple[str, list[str]]:
+    src = S3Source.from_urls(urls)
+    return src.bucket, src.keys
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """WebDataset's rule: the key is the path up to the first dot of the base name."""
+    base = name.rfind("/") + 1
+    dot = name.find(".", base)
+    if dot < 0:
+        return name, ""
+    return name[:dot], name[dot + 1 :]
+
+
+class Dataset(Generic[ST]):
+    """A dataset of typed samples stored as tar shards.
+
+    ``source`` is a path or URL (local, ``file://``, ``http(s)://``, ``s3://``),
+    a brace pattern, a list of those, or any :class:`~atdata.DataSource`.
+    ``Dataset[T](...)`` decodes samples as ``T``; without a type, samples are
+    :class:`~atdata.DictSample`. ``credentials`` (``AWS_*`` keys) are used for
+    ``s3://`` URLs. ``on_error="skip"`` warns and skips a bad sample (or the rest
+    of a corrupt shard) instead of raising.
+
+    >>> ds = Dataset("shards/data-{000000..000002}.tar")
+    >>> ds.list_shards()[-1]
+    'shards/data-000002.tar'
+    """
+
+    sample_type: ClassVar[type] = DictSample
+    _typed: ClassVar[dict[type, type]] = {}
+
+    def __class_getitem__(cls, item: Any) -> Any:
+        if isinstance(item, TypeVar):
+            return super().__class_getitem__(item)  # type: ignore[misc]
+        if not (is_packable(item) or item is DictSample):
+            raise TypeError(
+                f"Dataset[...] takes a @packable sample type or DictSample, not {item!r}"
+            )
+        typed = cls._typed.get(item)
+        if typed is None:
+            typed = type(
+                f"Dataset[{item.__name__}]",
+                (cls,),
+                {"sample_type": item, "__module__": cls.__module__},
+            )
+            cls._typed[item] = typed
+        return typed
+
+    def __init__(
+        self,
+        source: SourceLike | None = None,
+        *,
+        sample_type: type | None = None,
+        credentials: Mapping[str, str] | None = None,
+        on_error: OnError = "raise",
+        url: str | None = None,
+    ) -> None:
+        if source is None:
+            source = url
+        if source is None:
+            raise TypeError(
+                "Dataset needs a source: a path, URL, brace pattern, list or DataSource"
+            )
+        if sample_type is not None:
+            self.sample_type = sample_type  # type: ignore[misc]
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        self.source: DataSource = make_source(source, credentials)
+        self.on_error: OnError = on_error
+        self._lens: Lens[Any, Any] | None = None
+        self._read_type: type = self.sample_type
+        self._url = source if isinstance(source, str) else None
+
+    # ------------------------------------------------------------------ description
+
+    @property
+    def url(self) -> str:
+        """The source as given when it was a string, else a space-free list of every shard."""
+        return self._url if self._url is not None else " ".join(self.list_shards())
+
+    def list_shards(self) -> list[str]:
+        """Every shard id of the source, in order."""
+        return self.source.list_shards()
+
+    @property
+    def shards(self) -> Iterator[str]:
+        """Iterate over shard ids."""
+        return iter(self.list_shards())
+
+    @property
+    def batch_type(self) -> type:
+        """``SampleBatch[T]`` for this dataset's sample type."""
+        return SampleBatch[self.sample_type]  # type: ignore[name-defined,return-value]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self.list_shards())} shards)"
+
+    # ------------------------------------------------------------------ views
+
+    def as_type(self, view_type: type) -> Dataset[Any]:
+        """A view of this dataset as ``view_type`` through the shortest chain of lenses."""
+        lens = network.transform(self.sample_type, view_type)
+        out: Dataset[Any] = Dataset[view_type](self.source, on_error=self.on_error)  # type: ignore[valid-type]
+        out._url = self._url
+        if self.sample_type is DictSample and lens is getattr(view_type, "_atdata_dict_lens", None):
+            out._read_type = view_type  # decode straight into the view type
+        else:
+            out._lens = lens if self._lens is None else self._lens.then(lens)
+            out._read_type = self._read_type
+        return out
+
+    # ------------------------------------------------------------------ iteration
+
+    def __iter__(self) -> Iterator[ST]:
+        return self.ordered()  # type: ignore[return-value]
+
+    def head(self, n: int = 5) -> list[ST]:
+        """The first ``n`` samples in order."""
+        out: list[ST] = []
+        if n <= 0:
+            return out
+        for sample in self.ordered():
+            out.append(sample)  # type: ignore[arg-type]
+            if len(out) >= n:
+                break
+        return out
+
+    def ordered(self, batch_size: int | None = None) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
+        """Samples in shard order, then tar order; batches of ``batch_size`` if given."""
+        payloads = (p for shard in self.list_shards() for p in self._payloads(shard))
+        return self._emit(payloads, batch_size)
+
+    def shuffled(
+        self,
+        batch_size: int | None = None,
+        *,
+        seed: int | None = None,
+        buffer_shards: int = 8,
+        buffer_samples: int = 10_000,
+    ) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
+        """Samples in a random order that is the same for the same ``seed``.
+
+        The shard order is permuted; ``buffer_shards`` shards are read
+        interleaved, and a buffer of ``buffer_samples`` undecoded samples
+        (views into memory-mapped shards, so cheap) is drawn from at random.
+        """
+        rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
+        order = self.list_shards()
+        rng.shuffle(order)
+        return self._emit(
+            self._shuffled_payloads(order, rng, buffer_shards, buffer_samples), batch_size
+        )
+
+    def _shuffled_payloads(
+        self, order: list[str], rng: random.Random, buffer_shards: int, buffer_samples: int
+    ) -> Iterator[tuple[str, str, Any]]:
+        pending = iter(order)
+        streams = [
+            self._payloads(s)
+            for s in (next(pending, None) for _ in range(max(1, buffer_shards)))
+            if s
+        ]
+        buf: list[tuple[str, str, Any]] = []
+        while streams:
+            i = rng.randrange(len(streams))
+            item = next(streams[i], None)
+            if item is None:
+                nxt = next(pending, None)
+                if nxt is None:
+                    streams.pop(i)
+                else:
+                    streams[i] = self._payloads(nxt)
+                continue
+            if len(buf) < buffer_samples:
+                buf.append(item)
+                continue
+            j = rng.randrange(len(buf))
+            yield buf[j]
+            buf[j] = item
+        rng.shuffle(buf)
+        yield from buf
+
+    def _payloads(self, shard: str) -> Iterator[tuple[str, str, Any]]:
+        """``(shard, key, payload)`` for every sample of one shard; payloads are memoryviews if local."""
+        try:
+            stream = self.source.open_shard(shard)
+        except (ShardError, KeyError, OSError) as exc:
+            self._fail(exc if isinstance(exc, ShardError) else ShardError(shard, str(exc)))
+            return
+        try:
+            mapped = map_file(stream)
+            if mapped is not None:
+                view = memoryview(mapped)
+                members: Iterator[tuple[str, int, Any]] = (
+                    (name, off, view[off : off + size])
+                    for name, off, size in iter_members(mapped, shard)
+                )
+            else:
+                members = iter_stream_members(stream, shard)
+            for name, off, payload in members:
+                if name.endswith(_SUFFIX) and name.find(".", name.rfind("/") + 1) == len(
+                    name
+                ) - len(_SUFFIX):
+                    yield shard, name[: -len(_SUFFIX)], payload
+                    continue
+                key, ext = _split_name(name)
+                self._fail(
+                    SampleError(
+                        f"member {name!r} at byte offset {off - 512} is not a '.msgpack' payload "
+                        f"(extension {ext!r}); atdata samples are one '<key>.msgpack' member",
+                        key=key,
+                        shard=shard,
+                    )
+                )
+        except ShardError as exc:
+            self._fail(exc)
+        finally:
+            stream.close()
+
+    def _fail(self, exc: AtdataError) -> None:
+        if self.on_error == "raise":
+            raise exc
+        warnings.warn(f"skipped: {exc}", stacklevel=3)
+
+    def _decoder(self, copy: bool) -> Callable[[str, str, Any], Any]:
+        read_type = self._read_type
+        lens = self._lens
+        if read_type is DictSample:
+
+            def decode(shard: str, key: str, payload: Any) -> Any:
+                return DictSample.from_bytes(payload, key=key)
+        else:
+            dec = _decoder_for(read_type).decode
+
+            def decode(shard: str, key: str, payload: Any) -> Any:
+                return dec(payload, copy=copy, key=key, shard=shard)
+
+        if lens is None:
+            return decode
+        get = lens.get
+        return lambda shard, key, payload: get(decode(shard, key, payload))
+
+    def _emit(
+        self, payloads: Iterator[tuple[str, str, Any]], batch_size: int | None
+    ) -> Iterator[Any]:
+        if batch_size is None:
+            return self._samples(payloads)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, not {batch_size}")
+        return self._batches(payloads, batch_size)
+
+    def _samples(self, payloads: Iterator[tuple[str, str, Any]]) -> Iterator[Any]:
+        decode = self._decoder(copy=True)
+        if self.on_error == "raise":
+            for shard, key, payload in payloads:
+                yield decode(shard, key, payload)
+            return
+        for shard, key, payload in payloads:
+            try:
+                sample = decode(shard, key, payload)
+            except SampleError as exc:
+                self._fail(exc)
+                continue
+            yield sample
+
+    def _batches(self, payloads: Iterator[tuple[str, str, Any]], batch_size: int) -> Iterator[Any]:
+        decode = self._decoder(copy=False)  # arrays are views; stacking makes the one copy
+        sample_type = self.sample_type
+        chunk: list[Any] = []
+        for shard, key, payload in payloads:
+            try:
+                chunk.append(decode(shard, key, payload))
+            except SampleError as exc:
+                self._fail(exc)
+                continue
+            if len(chunk) == batch_size:
+                yield SampleBatch(chunk, sample_type)
+                chunk = []
+        if chunk:
+            yield SampleBatch(chunk, sample_type)

@@ -1,0 +1,132 @@
+"""Writing samples to sharded tar files."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from atdata._tar import BLOCK, TarWriter
+from atdata.dataset import Dataset
+from atdata.dict_sample import DictSample
+from atdata.errors import SampleError
+from atdata.sample import PackableSample, encode_segments, new_key
+
+__all__ = ["ShardWriter", "write_samples"]
+
+
+def _shard_pattern(pattern: str, sharded: bool) -> str:
+    if "%" in pattern:
+        return pattern
+    if not sharded:
+        return pattern
+    stem, dot, ext = pattern.rpartition(".")
+    return f"{stem}-%06d.{ext}" if dot else f"{pattern}-%06d"
+
+
+class ShardWriter:
+    """Write samples into tar shards named by a ``%06d``-style pattern.
+
+    A new shard starts when the current one holds ``maxcount`` samples or
+    would exceed ``maxsize`` bytes. Sample keys are ``<run id>-<index>``
+    unless given. ``shards`` lists the files written.
+
+    >>> # with ShardWriter("out/data-%06d.tar", maxcount=1000) as w:
+    >>> #     for s in samples: w.write(s)
+    """
+
+    def __init__(
+        self,
+        pattern: str | os.PathLike[str],
+        *,
+        maxcount: int | None = None,
+        maxsize: int | None = None,
+    ) -> None:
+        text = os.fspath(pattern)
+        self.pattern = _shard_pattern(text, maxcount is not None or maxsize is not None)
+        self.maxcount = maxcount
+        self.maxsize = maxsize
+        self.shards: list[str] = []
+        self.count = 0
+        self._writer: TarWriter | None = None
+        self._run = new_key()[-12:]
+
+    def _next_shard(self) -> TarWriter:
+        if self._writer is not None:
+            self._writer.close()
+        path = self.pattern % len(self.shards) if "%" in self.pattern else self.pattern
+        if "%" not in self.pattern and self.shards:
+            raise ValueError(f"{self.pattern!r} has no %d placeholder for a second shard")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = TarWriter(path)
+        self.shards.append(path)
+        return self._writer
+
+    def write(self, sample: PackableSample | DictSample, key: str | None = None) -> str:
+        """Append one sample; return its key."""
+        if key is None:
+            key = f"{self._run}-{self.count:09d}"
+        elif "." in key or not key:
+            raise SampleError("sample keys must be non-empty and contain no '.'", key=key)
+        if isinstance(sample, PackableSample):
+            buffers: list[bytes | memoryview] = encode_segments(sample)
+        elif isinstance(sample, DictSample):
+            buffers = [sample.packed]
+        else:
+            raise TypeError(
+                f"write() takes a @packable sample or a DictSample, not {type(sample).__name__}"
+            )
+        size = sum(b.nbytes if isinstance(b, memoryview) else len(b) for b in buffers)
+        w = self._writer
+        if (
+            w is None
+            or (self.maxcount is not None and w.count >= self.maxcount)
+            or (self.maxsize is not None and w.count and w.offset + size + 2 * BLOCK > self.maxsize)
+        ):
+            w = self._next_shard()
+        w.write(f"{key}.msgpack", buffers)
+        self.count += 1
+        return key
+
+    def close(self) -> None:
+        """Finish the current shard."""
+        if self._writer is not None:
+            self._writer.close()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_samples(
+    samples: Iterable[PackableSample | DictSample],
+    pattern: str | os.PathLike[str],
+    *,
+    maxcount: int | None = None,
+    maxsize: int | None = None,
+) -> Dataset[Any]:
+    """Write samples to tar shards and return the :class:`Dataset` that reads them back.
+
+    ``pattern`` is a file name, or a ``%06d`` pattern; with ``maxcount`` or
+    ``maxsize`` and no placeholder, ``-%06d`` is added before the extension.
+
+    >>> # ds = write_samples(samples, "out/data.tar", maxcount=10_000)
+    >>> # ds.list_shards() -> ['out/data-000000.tar', 'out/data-000001.tar', ...]
+    """
+    sample_type: type | None = None
+    with ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize) as writer:
+        for sample in samples:
+            if sample_type is None:
+                sample_type = type(sample)
+            elif type(sample) is not sample_type:
+                raise SampleError(
+                    f"all samples must have one type; got {type(sample).__name__} after {sample_type.__name__}",
+                    key=f"#{writer.count}",
+                )
+            writer.write(sample)
+    if not writer.shards:
+        raise ValueError("write_samples got no samples")
+    return Dataset[sample_type or DictSample](writer.shards)  # type: ignore[misc]
