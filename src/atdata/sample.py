@@ -18,6 +18,7 @@ value, in declaration order; arrays are msgpack ``bin`` values holding a
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import struct
 import sys
@@ -161,7 +162,7 @@ def _resolve_hints(cls: type) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     hints: dict[str, Any] = {}
     for klass in reversed(cls.__mro__):
-        annotations = klass.__dict__.get("__annotations__", {})
+        annotations = inspect.get_annotations(klass)
         module = sys.modules.get(klass.__module__)
         globalns = dict(vars(module)) if module else {}
         localns = {klass.__name__: klass, cls.__name__: cls}
