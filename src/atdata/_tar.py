@@ -80,7 +80,10 @@ def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
             raise ShardError(shard, "tar header without a member name", offset=off)
         if magic[:5] != b"ustar":
             raise ShardError(shard, "not a tar header (no ustar magic)", offset=off)
-        size = _octal(size_b, shard, off)
+        try:
+            size = int(size_b[:11], 8)
+        except ValueError:
+            size = _octal(size_b, shard, off)
         data = off + BLOCK
         if data + size > end:
             raise ShardError(

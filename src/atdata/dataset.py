@@ -243,31 +243,39 @@ class Dataset(Generic[ST]):
             mapped = map_file(stream)
             if mapped is not None:
                 view = memoryview(mapped)
-                members: Iterator[tuple[str, int, Any]] = (
-                    (name, off, view[off : off + size])
-                    for name, off, size in iter_members(mapped, shard)
-                )
+                # fast path, fused: one generator level for the common '<key>.msgpack' member
+                for name, off, size in iter_members(mapped, shard):
+                    key = name[:-8]
+                    if (name[-8:] == _SUFFIX and "." not in key) or (
+                        key := self._member_key(shard, name, off)
+                    ) is not None:
+                        yield shard, key, view[off : off + size]
             else:
-                members = iter_stream_members(stream, shard)
-            for name, off, payload in members:
-                if name.endswith(_SUFFIX) and name.find(".", name.rfind("/") + 1) == len(
-                    name
-                ) - len(_SUFFIX):
-                    yield shard, name[: -len(_SUFFIX)], payload
-                    continue
-                key, ext = _split_name(name)
-                self._fail(
-                    SampleError(
-                        f"member {name!r} at byte offset {off - 512} is not a '.msgpack' payload "
-                        f"(extension {ext!r}); atdata samples are one '<key>.msgpack' member",
-                        key=key,
-                        shard=shard,
-                    )
-                )
+                for name, off, payload in iter_stream_members(stream, shard):
+                    key = name[:-8]
+                    if (name[-8:] == _SUFFIX and "." not in key) or (
+                        key := self._member_key(shard, name, off)
+                    ) is not None:
+                        yield shard, key, payload
         except ShardError as exc:
             self._fail(exc)
         finally:
             stream.close()
+
+    def _member_key(self, shard: str, name: str, off: int) -> str | None:
+        """The key of a ``.msgpack`` member with dots in its directory; report any other member."""
+        key, ext = _split_name(name)
+        if ext == "msgpack":
+            return key
+        self._fail(
+            SampleError(
+                f"member {name!r} at byte offset {off - 512} is not a '.msgpack' payload "
+                f"(extension {ext!r}); atdata samples are one '<key>.msgpack' member",
+                key=key,
+                shard=shard,
+            )
+        )
+        return None
 
     def _fail(self, exc: AtdataError) -> None:
         if self.on_error == "raise":
@@ -285,7 +293,7 @@ class Dataset(Generic[ST]):
             dec = _decoder_for(read_type).decode
 
             def decode(shard: str, key: str, payload: Any) -> Any:
-                return dec(payload, copy=copy, key=key, shard=shard)
+                return dec(payload, copy, key, shard)
 
         if lens is None:
             return decode

@@ -414,24 +414,22 @@ class _Decoder:
         )
         self._decode = msgspec.msgpack.Decoder(self.wire).decode
         self.converters = {
-            True: [(i, c) for i, s in enumerate(specs) if (c := _converter(s.type, True))],
-            False: [(i, c) for i, s in enumerate(specs) if (c := _converter(s.type, False))],
+            copy: [(s.name, c) for s in specs if (c := _converter(s.type, copy))]
+            for copy in (True, False)
         }
-        self._astuple = msgspec.structs.astuple
+        self._asdict = msgspec.structs.asdict
+        self._new = object.__new__
 
     def from_wire(self, wire: Any, copy: bool) -> Any:
-        values = self._astuple(wire)
-        convs = self.converters[copy]
-        if convs:
-            values = list(values)
-            for i, conv in convs:
-                values[i] = conv(values[i])
-        obj = self.cls.__new__(self.cls)
-        obj.__dict__.update(zip(self.names, values))
+        values = self._asdict(wire)
+        for name, conv in self.converters[copy]:
+            values[name] = conv(values[name])
+        obj = self._new(self.cls)
+        obj.__dict__ = values
         return obj
 
     def decode(
-        self, data: Any, *, copy: bool = True, key: str | None = None, shard: str | None = None
+        self, data: Any, copy: bool = True, key: str | None = None, shard: str | None = None
     ) -> Any:
         """Decode one payload. Arrays are copies unless ``copy=False`` (read-only views)."""
         try:
