@@ -43,7 +43,8 @@ if [ "${ATDATA_FORCE_INSTALL:-0}" = 1 ] || [ "$(cat "$STAMP" 2>/dev/null || true
    || ! "$PY" - "$ROOT/src" <<'EOF' 2>/dev/null; then
 import importlib.util, sys
 spec = importlib.util.find_spec("atdata")
-sys.exit(not (spec and spec.origin and spec.origin.startswith(sys.argv[1])))
+where = [spec.origin or "", *(spec.submodule_search_locations or [])] if spec else []
+sys.exit(not any(p.startswith(sys.argv[1]) for p in where))
 EOF
   say "installing atdata[dev] (editable)"
   pip_install -e "$ROOT[dev]"

@@ -39,7 +39,8 @@ def _start(what: str, launch: Callable[[], LocalServer]) -> LocalServer:
     try:
         return launch()
     except (FileNotFoundError, ImportError) as exc:
-        pytest.fail(f"cannot start the {what} test server: {exc}", pytrace=False)
+        message = f"cannot start the {what} test server: {exc}"
+    pytest.fail(message, pytrace=False)
 
 
 # --- S3 (SeaweedFS) ---------------------------------------------------------------------

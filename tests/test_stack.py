@@ -195,7 +195,7 @@ def test_redis_start_round_trip_stop() -> None:
         assert client.config_get("appendonly") == {"appendonly": "no"}
         assert client.config_get("bind") == {"bind": "127.0.0.1"}
         assert client.config_get("protected-mode") == {"protected-mode": "yes"}
-        assert Path(client.config_get("dir")["dir"]) == server.data_dir
+        assert Path(str(client.config_get("dir")["dir"])) == server.data_dir
         client.close()
     finally:
         server.stop()

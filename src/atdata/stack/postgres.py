@@ -51,7 +51,9 @@ def find_pg_bindir() -> Path:
     if explicit:
         if _has_server(Path(explicit)):
             return Path(explicit)
-        raise FileNotFoundError(f"PG_BINDIR={explicit} holds no initdb and postgres binaries")
+        raise FileNotFoundError(
+            f"PG_BINDIR={explicit} holds no initdb and postgres binaries; {_INSTALL_HINT}"
+        )
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:

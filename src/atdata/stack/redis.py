@@ -26,7 +26,9 @@ def find_redis_server() -> Path:
         path = Path(explicit)
         if path.is_file() and os.access(path, os.X_OK):
             return path
-        raise FileNotFoundError(f"REDIS_SERVER_BIN={explicit} is not an executable file")
+        raise FileNotFoundError(
+            f"REDIS_SERVER_BIN={explicit} is not an executable file; {_INSTALL_HINT}"
+        )
     found = shutil.which("redis-server")
     if found:
         return Path(found)
