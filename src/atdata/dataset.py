@@ -16,7 +16,7 @@ import os
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import IO, Any, ClassVar, Generic, Literal, TypeVar
 
 from atdata._tar import iter_members, iter_stream_members, map_file
 from atdata.batch import SampleBatch
@@ -235,7 +235,7 @@ class Dataset(Generic[ST]):
     def _payloads(self, shard: str) -> Iterator[tuple[str, str, Any]]:
         """``(shard, key, payload)`` for every sample of one shard; payloads are memoryviews if local."""
         try:
-            stream = self.source.open_shard(shard)
+            stream = self._open(shard)
         except (ShardError, KeyError, OSError) as exc:
             self._fail(exc if isinstance(exc, ShardError) else ShardError(shard, str(exc)))
             return
@@ -261,6 +261,10 @@ class Dataset(Generic[ST]):
             self._fail(exc)
         finally:
             stream.close()
+
+    def _open(self, shard: str) -> IO[bytes]:
+        """Open one shard of the source for reading."""
+        return self.source.open_shard(shard)
 
     def _member_key(self, shard: str, name: str, off: int) -> str | None:
         """The key of a ``.msgpack`` member with dots in its directory; report any other member."""
