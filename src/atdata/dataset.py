@@ -18,6 +18,8 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Any, ClassVar, Generic, Literal, TypeVar
 
+import numpy as np
+
 from atdata._tar import iter_members, iter_stream_members, map_file
 from atdata.batch import SampleBatch
 from atdata.dict_sample import DictSample
@@ -25,6 +27,7 @@ from atdata.errors import AtdataError, SampleError, ShardError
 from atdata.lens import Lens, network
 from atdata.protocols import DataSource
 from atdata.sample import _decoder_for, is_packable
+from atdata.shard_index import ShardIndex, build_index
 from atdata.sources import S3Source, URLSource, expand_urls
 
 __all__ = ["Dataset"]
@@ -342,3 +345,131 @@ class Dataset(Generic[ST]):
                 chunk = []
         if chunk:
             yield SampleBatch(chunk, sample_type)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_maps", None)  # memory maps are per process
+        state.pop("_keymap", None)
+        return state
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self.sample_type, self.__getstate__()))
+
+    # ------------------------------------------------------------------ random access
+
+    def shard_index(self, shard: str) -> ShardIndex:
+        """The offset index of one shard (built once by a header walk, then kept)."""
+        indexes: dict[str, ShardIndex] = self.__dict__.setdefault("_indexes", {})
+        found = indexes.get(shard)
+        if found is None:
+            stream = self._open(shard)
+            try:
+                found = build_index(stream, shard)
+            finally:
+                stream.close()
+            indexes[shard] = found
+        return found
+
+    def sample_counts(self) -> tuple[int, ...]:
+        """The number of samples in each shard, in shard order."""
+        return tuple(len(self.shard_index(s)) for s in self.list_shards())
+
+    def __len__(self) -> int:
+        return sum(self.sample_counts())
+
+    def __getitem__(self, i: int) -> ST:
+        """The ``i``-th sample in dataset order, read through the offset index."""
+        if not isinstance(i, int | np.integer):
+            raise TypeError(f"dataset indices are integers, not {type(i).__name__}")
+        counts = self.sample_counts()
+        n = sum(counts)
+        j = int(i) + n if i < 0 else int(i)
+        if not 0 <= j < n:
+            raise IndexError(f"sample {i} is out of range for a dataset of {n} samples")
+        for pos, c in enumerate(counts):
+            if j < c:
+                return self.read_sample(pos, j)  # type: ignore[no-any-return]
+            j -= c
+        raise AssertionError("unreachable")
+
+    def get(self, key: str) -> ST:
+        """The sample with this key (``KeyError`` if none), read through the offset index."""
+        keymap: dict[str, tuple[int, int]] | None = self.__dict__.get("_keymap")
+        if keymap is None:
+            keymap = {}
+            for pos, shard in enumerate(self.list_shards()):
+                for i, k in enumerate(self.shard_index(shard).keys):
+                    keymap.setdefault(k, (pos, i))
+            self._keymap = keymap
+        try:
+            pos, i = keymap[key]
+        except KeyError:
+            raise KeyError(f"no sample with key {key!r} in {self!r}") from None
+        return self.read_sample(pos, i)  # type: ignore[no-any-return]
+
+    def read_sample(self, shard_pos: int, i: int, *, copy: bool = True) -> Any:
+        """Decode sample ``i`` of the shard at position ``shard_pos`` without scanning the shard."""
+        shard = self.list_shards()[shard_pos]
+        index = self.shard_index(shard)
+        view = self._mapped(shard)
+        off, size = int(index.offsets[i]), int(index.sizes[i])
+        return self._decoder(copy)(shard, index.keys[i], view[off : off + size])
+
+    def _mapped(self, shard: str) -> memoryview:
+        """A memoryview over the whole shard (memory-mapped when local), kept for reuse."""
+        maps: dict[str, memoryview] = self.__dict__.setdefault("_maps", {})
+        view = maps.get(shard)
+        if view is None:
+            stream = self._open(shard)
+            try:
+                mapped = map_file(stream)
+                view = memoryview(mapped if mapped is not None else stream.read())
+            finally:
+                stream.close()
+            if len(maps) >= 64:
+                maps.pop(next(iter(maps)))
+            maps[shard] = view
+        return view
+
+    # ------------------------------------------------------------------ PyTorch
+
+    def to_torch(
+        self,
+        batch_size: int | None = None,
+        *,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        block_shards: int = 4,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> Any:
+        """A ``torch.utils.data.IterableDataset`` over this dataset for DDP ranks and workers.
+
+        See :mod:`atdata.distributed` for the exact rules (every sample once per
+        epoch, equal counts per rank, the same order for any number of workers)
+        and :class:`atdata.torch_loader.TorchDataset` for resume. Rank and world
+        size come from ``torch.distributed`` or ``RANK``/``WORLD_SIZE``.
+
+        >>> # loader = ds.to_torch(batch_size=32, shuffle=True).loader(num_workers=2)
+        >>> # for batch in loader: batch["image"].shape
+        """
+        from atdata.torch_loader import TorchDataset
+
+        return TorchDataset(
+            self,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            block_shards=block_shards,
+            rank=rank,
+            world_size=world_size,
+        )
+
+
+def _rebuild(sample_type: type, state: dict[str, Any]) -> Dataset[Any]:
+    """Unpickle a dataset (its typed class is created on the fly by ``Dataset[T]``)."""
+    ds = Dataset[sample_type].__new__(Dataset[sample_type])  # type: ignore[valid-type]
+    ds.__dict__.update(state)
+    return ds
