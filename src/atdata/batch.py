@@ -86,6 +86,10 @@ class SampleBatch(Generic[DT]):
         """The field names."""
         return list(self._fields)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Field name to gathered value (stacked array or list)."""
+        return dict(self._fields)
+
     def __len__(self) -> int:
         return len(self.samples)
 

@@ -123,7 +123,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
             samples = [read(int(s), int(i), copy=not batched) for s, i in zip(shards, local)]
             if batched:
                 batch = SampleBatch(samples, self.dataset.sample_type)
-                yield _to_torch({k: getattr(batch, k) for k in batch.keys()}, True)
+                yield _to_torch(batch.to_dict(), True)
             else:
                 sample = samples[0]
                 fields = sample.to_dict() if hasattr(sample, "to_dict") else dict(sample.__dict__)
