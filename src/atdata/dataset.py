@@ -85,7 +85,7 @@ class Dataset(Generic[ST]):
     _typed: ClassVar[dict[type, type]] = {}
 
     def __class_getitem__(cls, item: Any) -> Any:
-        if isinstance(item, TypeVar):
+        if isinstance(item, TypeVar) or item is Any:
             return super().__class_getitem__(item)  # type: ignore[misc]
         if not (is_packable(item) or item is DictSample):
             raise TypeError(
