@@ -1,0 +1,239 @@
+"""A shared index in Redis, in the seed-era key layout plus secondary indexes.
+
+Keys (``{ns}`` is the optional namespace, empty by default):
+
+- ``{ns}LocalDatasetEntry:{cid}``: HASH ``name, schema_ref, data_urls (msgpack),
+  cid, metadata (msgpack), shards (msgpack), created_at`` — the existing
+  atdata's layout with two fields added;
+- ``{ns}LocalSchema:{Name}@{version}``: STRING, the schema record as JSON;
+- ``{ns}atdata:entry-cids``: HASH name → CID (name lookups);
+- ``{ns}atdata:entry-names``: ZSET of names, score 0 (listing in name order);
+- ``{ns}atdata:schema-refs``: ZSET of ``Name@version`` (schema listing).
+
+No lookup or listing scans the key space; :meth:`RedisProvider.reindex` does,
+once, to index data written by the seed-era library. Entry writes run as one
+Lua script, so the entry and its index keys change together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from atdata.local.entry import LocalDatasetEntry
+from atdata.local.providers.base import (
+    PAGE,
+    EntryExistsError,
+    IndexBackendError,
+    IndexProvider,
+    parse_schema_json,
+)
+
+__all__ = ["RedisProvider"]
+
+# KEYS: entry-cids hash, entry-names zset, new entry key.
+# ARGV: name, cid, overwrite flag, entry key prefix, then field/value pairs.
+# Returns 1 when stored, 0 when the same entry exists, the held CID on a name clash.
+_PUT_ENTRY = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held then
+  if held == ARGV[2] then return 0 end
+  if ARGV[3] ~= '1' then return held end
+  redis.call('DEL', ARGV[4] .. held)
+end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[3], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+"""
+
+
+def _redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the Redis index needs redis-py: pip install 'atdata[redis]'") from exc
+    return redis
+
+
+def _describe(client: Any) -> str:
+    kw = client.connection_pool.connection_kwargs
+    if kw.get("path"):
+        return f"unix://{kw['path']}?db={kw.get('db', 0)}"
+    return f"redis://{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
+class RedisProvider(IndexProvider):
+    """Entries and schemas in Redis.
+
+    ``client`` is a ``redis.Redis`` or a ``redis://`` URL; ``namespace`` is
+    prepended to every key, so several indexes can share one database. A
+    client with ``decode_responses=True`` is fine (a bytes client is made from
+    its settings). The server is pinged at once, so a wrong address fails here.
+
+    >>> # provider = RedisProvider("redis://redis.example:6379/0", namespace="team-a:")
+    """
+
+    def __init__(self, client: Any, *, namespace: str = "") -> None:
+        redis = _redis()
+        self._errors_types = (redis.exceptions.RedisError,)
+        if isinstance(client, str):
+            client = redis.Redis.from_url(client)
+        if client.get_encoder().decode_responses:
+            pool = client.connection_pool
+            kwargs = {**pool.connection_kwargs, "decode_responses": False}
+            client = redis.Redis(
+                connection_pool=redis.ConnectionPool(
+                    connection_class=pool.connection_class, **kwargs
+                )
+            )
+        self.client = client
+        self.namespace = namespace
+        self.location = f"Redis index {_describe(client)}" + (
+            f" (namespace {namespace!r})" if namespace else ""
+        )
+        self._cids = f"{namespace}atdata:entry-cids"
+        self._names = f"{namespace}atdata:entry-names"
+        self._schema_refs = f"{namespace}atdata:schema-refs"
+        self._entry_prefix = f"{namespace}LocalDatasetEntry:"
+        self._schema_prefix = f"{namespace}LocalSchema:"
+        self._put = client.register_script(_PUT_ENTRY)
+        with self._errors():
+            client.ping()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors_types as exc:
+            raise IndexBackendError(f"{self.location}: {type(exc).__name__}: {exc}") from None
+
+    # ---------------------------------------------------------------- entries
+
+    def put_entries(self, entries: Iterable[LocalDatasetEntry], *, overwrite: bool = False) -> None:
+        items = list(entries)
+        clashes: list[tuple[str, str]] = []
+        with self._errors():
+            for start in range(0, len(items), PAGE):
+                chunk = items[start : start + PAGE]
+                pipe = self.client.pipeline(transaction=False)
+                for entry in chunk:
+                    args: list[Any] = [entry.name, entry.cid, "1" if overwrite else "0"]
+                    args.append(self._entry_prefix)
+                    for key, value in entry.to_fields().items():
+                        args += [key, value]
+                    self._put(
+                        keys=[self._cids, self._names, self._entry_prefix + entry.cid],
+                        args=args,
+                        client=pipe,
+                    )
+                results = pipe.execute()
+                clashes += [
+                    (e.name, r.decode()) for e, r in zip(chunk, results) if isinstance(r, bytes)
+                ]
+        if clashes:
+            name, cid = clashes[0]
+            raise EntryExistsError(name, cid, self.location)
+
+    def get_entry(self, cid: str) -> LocalDatasetEntry:
+        with self._errors():
+            fields = self.client.hgetall(self._entry_prefix + cid)
+        if not fields:
+            raise KeyError(f"no dataset entry with CID {cid!r} in {self.location}")
+        return LocalDatasetEntry.from_fields(fields, f"{self.location}, entry {cid}")
+
+    def get_entry_by_name(self, name: str) -> LocalDatasetEntry:
+        with self._errors():
+            cid = self.client.hget(self._cids, name)
+        if cid is None:
+            raise KeyError(f"no dataset named {name!r} in {self.location}")
+        return self.get_entry(cid.decode())
+
+    def iter_entries(self) -> Iterator[LocalDatasetEntry]:
+        low: bytes = b"-"
+        while True:
+            with self._errors():
+                names = self.client.zrangebylex(self._names, low, b"+", start=0, num=PAGE)
+                if not names:
+                    return
+                cids = self.client.hmget(self._cids, names)
+                pipe = self.client.pipeline(transaction=False)
+                for cid in cids:
+                    pipe.hgetall(self._entry_prefix + (cid or b"").decode())
+                rows = pipe.execute()
+            for cid, fields in zip(cids, rows):
+                if fields:  # skipped: a name whose entry was deleted behind the index's back
+                    where = f"{self.location}, entry {cid.decode()}"
+                    yield LocalDatasetEntry.from_fields(fields, where)
+            if len(names) < PAGE:
+                return
+            low = b"(" + names[-1]
+
+    # ---------------------------------------------------------------- schemas
+
+    def put_schema(self, name: str, version: str, record: dict[str, Any]) -> dict[str, Any] | None:
+        key = f"{self._schema_prefix}{name}@{version}"
+        with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.set(key, json.dumps(record), nx=True)
+            pipe.zadd(self._schema_refs, {f"{name}@{version}": 0})
+            stored, _ = pipe.execute()
+        return None if stored else self.get_schema(name, version)
+
+    def get_schema(self, name: str, version: str) -> dict[str, Any]:
+        with self._errors():
+            text = self.client.get(f"{self._schema_prefix}{name}@{version}")
+        if text is None:
+            raise KeyError(f"no schema {name}@{version} in {self.location}")
+        return parse_schema_json(
+            text, f"{self.location}, key {self._schema_prefix}{name}@{version}"
+        )
+
+    def iter_schemas(self) -> Iterator[dict[str, Any]]:
+        with self._errors():
+            refs = self.client.zrange(self._schema_refs, 0, -1)
+            texts = (
+                self.client.mget([self._schema_prefix.encode() + r for r in refs]) if refs else []
+            )
+        for ref, text in zip(refs, texts):
+            if text is not None:
+                yield parse_schema_json(
+                    text, f"{self.location}, key {self._schema_prefix}{ref.decode()}"
+                )
+
+    def schema_versions(self, name: str) -> list[str]:
+        prefix = name.encode() + b"@"
+        with self._errors():
+            refs = self.client.zrangebylex(
+                self._schema_refs, b"[" + prefix, b"(" + name.encode() + b"A"
+            )
+        return [r[len(prefix) :].decode() for r in refs]
+
+    # ---------------------------------------------------------------- maintenance
+
+    def reindex(self) -> int:
+        """Index entries and schemas written without the secondary keys (the seed-era library).
+
+        Scans the namespace's keys once; returns how many keys were indexed.
+        Entries whose name is already indexed keep the indexed CID.
+        """
+        count = 0
+        with self._errors():
+            for key in self.client.scan_iter(match=f"{self._entry_prefix}*", count=1000):
+                name = self.client.hget(key, "name")
+                if name is None:
+                    continue
+                cid = key[len(self._entry_prefix) :]
+                self.client.hsetnx(self._cids, name, cid)
+                self.client.zadd(self._names, {name: 0})
+                count += 1
+            for key in self.client.scan_iter(match=f"{self._schema_prefix}*", count=1000):
+                self.client.zadd(self._schema_refs, {key[len(self._schema_prefix) :]: 0})
+                count += 1
+        return count
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,247 @@
+"""The data store contract: byte-copy shards in, hand out sources that read them back verified."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import stat
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from atdata.dataset import Dataset
+from atdata.errors import ShardError
+from atdata.local.entry import ShardInfo
+from atdata.protocols import DataSource
+from atdata.sample import new_key
+from atdata.sources import redact_url
+
+__all__ = ["DataStore", "HashingReader", "VerifiedSource"]
+
+_TAIL = 64 * 1024
+"""A stream closed with at most this much unread (the tar end padding) is drained and checked."""
+
+
+class DataStore(ABC):
+    """Where shard bytes live: implements :class:`~atdata.AbstractDataStore`.
+
+    :meth:`copy_shards` copies every shard byte for byte (sample keys kept,
+    nothing decoded), streaming, and records each shard's size and SHA-256.
+    It either writes and verifies every shard or raises having removed what
+    it wrote, so an index never points at partial data.
+    """
+
+    location: str
+    workers: int = 1
+    """How many shards are copied at the same time."""
+
+    def write_shards(self, dataset: Dataset[Any], *, prefix: str, **kwargs: Any) -> list[str]:
+        """Copy the dataset's shards under ``prefix``; return their URLs."""
+        return [s.url for s in self.copy_shards(dataset, prefix=prefix)]
+
+    def copy_shards(self, dataset: Dataset[Any], *, prefix: str) -> list[ShardInfo]:
+        """Copy every shard of ``dataset`` to ``{prefix}/data-{run}-{i:06d}.tar``, verified."""
+        source = dataset.source
+        shard_ids = source.list_shards()
+        if not shard_ids:
+            raise ValueError("the dataset has no shards to copy")
+        run = new_key()[-12:]
+        clean = _clean_prefix(prefix)
+        urls = [self.url_for(f"{clean}/data-{run}-{i:06d}.tar") for i in range(len(shard_ids))]
+        self.prepare()
+        try:
+            if self.workers <= 1 or len(shard_ids) == 1:
+                return [self._copy_shard(source, s, u) for s, u in zip(shard_ids, urls)]
+            with ThreadPoolExecutor(min(self.workers, len(shard_ids))) as pool:
+                futures = [
+                    pool.submit(self._copy_shard, source, s, u) for s, u in zip(shard_ids, urls)
+                ]
+                try:
+                    return [f.result() for f in futures]
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.delete(urls)
+            raise
+
+    def _copy_shard(self, source: DataSource, shard_id: str, url: str) -> ShardInfo:
+        try:
+            stream = source.open_shard(shard_id)
+        except KeyError as exc:
+            raise ShardError(redact_url(shard_id), str(exc)) from None
+        except OSError as exc:
+            raise ShardError(redact_url(shard_id), f"cannot open ({exc})") from None
+        with contextlib.closing(stream):
+            reader = HashingReader(stream)
+            self.put(reader, url, shard_id)
+        info = ShardInfo(url, reader.size, reader.hexdigest())
+        self.verify_written(info)
+        return info
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook
+        """Check the destination before copying (for example that the bucket exists)."""
+
+    @abstractmethod
+    def url_for(self, key: str) -> str:
+        """The URL of the object named ``key`` in this store."""
+
+    @abstractmethod
+    def put(self, reader: HashingReader, url: str, shard_id: str) -> None:
+        """Stream ``reader`` to ``url``; raise :class:`ShardError` naming both on failure."""
+
+    @abstractmethod
+    def verify_written(self, shard: ShardInfo) -> None:
+        """Raise :class:`ShardError` unless ``shard`` is stored with its recorded size."""
+
+    @abstractmethod
+    def delete(self, urls: Sequence[str]) -> None:
+        """Remove stored shards (missing ones are ignored)."""
+
+    @abstractmethod
+    def owns(self, url: str) -> bool:
+        """True when ``url`` names a shard in this store."""
+
+    @abstractmethod
+    def create_source(self, urls: Sequence[str]) -> DataSource:
+        """A source reading these shards of the store, with the store's credentials."""
+
+    @abstractmethod
+    def read_url(self, url: str) -> str:
+        """A URL for ``url`` that readers without the store's credentials can open."""
+
+    def supports_streaming(self) -> bool:
+        """True: shards are read as streams, never downloaded whole first."""
+        return True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+
+def _clean_prefix(prefix: str) -> str:
+    parts = [p for p in str(prefix).replace("\\", "/").split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise ValueError(f"prefix {prefix!r} must name a folder, without '.' or '..' parts")
+    return "/".join(parts)
+
+
+class HashingReader(io.RawIOBase):
+    """A read-only, non-seekable view of a stream that counts and hashes what is read."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = self._stream.read() if n is None or n < 0 else self._stream.read(n)
+        if data:
+            self._hash.update(data)
+            self.size += len(data)
+        return data or b""
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(memoryview(buffer)))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+    def hexdigest(self) -> str:
+        """The SHA-256 of the bytes read so far."""
+        return self._hash.hexdigest()
+
+
+class _CheckedStream(io.RawIOBase):
+    """Reads a remote shard, checking its size as it goes and its SHA-256 at the end."""
+
+    def __init__(self, stream: IO[bytes], info: ShardInfo, shard_id: str) -> None:
+        self._reader = HashingReader(stream)
+        self._stream = stream
+        self._info = info
+        self._shard = redact_url(shard_id)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._reader.readinto(buffer)
+        if self._info.size is not None and self._reader.size > self._info.size:
+            raise ShardError(self._shard, f"longer than the {self._info.size} bytes recorded")
+        return n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            expected = self._info.size
+            remaining = expected - self._reader.size if expected is not None else 0
+            if 0 <= remaining <= _TAIL:  # read to the end (but the tar padding): check it
+                while self._reader.read(_TAIL):
+                    pass
+                self._check()
+        finally:
+            self._stream.close()
+            super().close()
+
+    def _check(self) -> None:
+        info = self._info
+        if info.size is not None and self._reader.size != info.size:
+            raise ShardError(self._shard, f"{self._reader.size} bytes, {info.size} recorded")
+        if info.sha256 is not None and self._reader.hexdigest() != info.sha256:
+            raise ShardError(
+                self._shard,
+                f"SHA-256 {self._reader.hexdigest()} differs from the recorded {info.sha256}",
+            )
+
+
+class VerifiedSource:
+    """A :class:`~atdata.DataSource` that checks shards against their recorded size and SHA-256.
+
+    A local file is hashed when opened (then memory-mapped as usual); a stream
+    is hashed as it is read and checked when read to the end. A mismatch
+    raises :class:`~atdata.ShardError`.
+    """
+
+    def __init__(self, inner: DataSource, shards: Mapping[str, ShardInfo]) -> None:
+        self.inner = inner
+        self.shards = dict(shards)
+
+    def list_shards(self) -> list[str]:
+        """The inner source's shards."""
+        return self.inner.list_shards()
+
+    def open_shard(self, shard_id: str) -> IO[bytes]:
+        """Open a shard of the inner source, checked."""
+        stream = self.inner.open_shard(shard_id)
+        info = self.shards.get(shard_id)
+        if info is None or (info.size is None and info.sha256 is None):
+            return stream
+        try:
+            st = os.fstat(stream.fileno())
+            local = stat.S_ISREG(st.st_mode)
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            local = False
+        if not local:
+            return io.BufferedReader(_CheckedStream(stream, info, shard_id), buffer_size=1 << 20)
+        try:
+            if info.size is not None and st.st_size != info.size:
+                raise ShardError(redact_url(shard_id), f"{st.st_size} bytes, {info.size} recorded")
+            if info.sha256 is not None:
+                digest = hashlib.file_digest(stream, "sha256").hexdigest()  # type: ignore[arg-type]
+                if digest != info.sha256:
+                    raise ShardError(
+                        redact_url(shard_id),
+                        f"SHA-256 {digest} differs from the recorded {info.sha256}",
+                    )
+                stream.seek(0)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
