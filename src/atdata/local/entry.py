@@ -55,7 +55,7 @@ class LocalDatasetEntry:
     data_urls: list[str]
     metadata: dict[str, Any] | None = None
     shards: tuple[ShardInfo, ...] = ()
-    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(), compare=False)
     cid: str = ""
 
     def __post_init__(self) -> None:
@@ -125,13 +125,15 @@ class LocalDatasetEntry:
         try:
             urls = _unpack(f["data_urls"])
             metadata = _unpack(f["metadata"]) if f.get("metadata") is not None else None
-            pairs = _unpack(f["shards"]) if f.get("shards") is not None else []
+            pairs = _unpack(f["shards"]) if f.get("shards") is not None else None
             return cls(
                 name=_text(f["name"]),
                 schema_ref=_text(f["schema_ref"]),
                 data_urls=urls,
                 metadata=metadata,
-                shards=tuple(ShardInfo(u, p[0], p[1]) for u, p in zip(urls, pairs, strict=True)),
+                shards=()
+                if pairs is None
+                else tuple(ShardInfo(u, p[0], p[1]) for u, p in zip(urls, pairs, strict=True)),
                 created_at=_text(f.get("created_at") or ""),
                 cid=_text(f["cid"]),
             )

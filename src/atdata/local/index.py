@@ -85,7 +85,7 @@ class Index:
     >>> # index = Index(data_store=S3DataStore(credentials="team.env", bucket="datasets"))
     >>> # ref = index.publish_schema(FeatureSample, version="1.0.0")
     >>> # entry = index.insert_dataset(Dataset[FeatureSample]("f.tar"), name="features-v1")
-    >>> # ds = index.load("features-v1")          # typed, read with the store's credentials
+    >>> # ds = index.dataset_for("features-v1")   # typed, read with the store's credentials
     """
 
     def __init__(
@@ -312,17 +312,19 @@ class Index:
         """:attr:`datasets` as a list."""
         return list(self.entries)
 
-    def load(
+    def dataset_for(
         self,
         ref: str | LocalDatasetEntry,
         sample_type: type | None = None,
         *,
         verify: bool = True,
     ) -> Dataset[Any]:
-        """Open an indexed dataset, typed by its decoded schema unless ``sample_type`` is given.
+        """Open an indexed dataset (by entry, name or CID) in one call.
 
+        It is typed by the decoded schema unless ``sample_type`` is given.
         Shards in this index's data store are read with the store's
         credentials; with ``verify``, recorded sizes and SHA-256 are checked.
+        ``atdata.load_dataset("@local/name", index=index)`` reads through this.
         """
         entry = ref if isinstance(ref, LocalDatasetEntry) else self.get_dataset(ref)
         read_type = sample_type if sample_type is not None else self.decode_schema(entry.schema_ref)
