@@ -44,6 +44,13 @@ def readings(n: int, offset: int = 0) -> list[Reading]:
     return [Reading(rng.random(4, dtype=np.float32), f"s{(i + offset) % 3}") for i in range(n)]
 
 
+@pytest.fixture(autouse=True)
+def atdata_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep the default index, store and shard cache out of the developer's home."""
+    monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
 @pytest.fixture(
     params=[
         "sqlite",

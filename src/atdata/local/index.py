@@ -318,13 +318,17 @@ class Index:
         sample_type: type | None = None,
         *,
         verify: bool = True,
+        **options: Any,
     ) -> Dataset[Any]:
         """Open an indexed dataset (by entry, name or CID) in one call.
 
         It is typed by the decoded schema unless ``sample_type`` is given.
         Shards in this index's data store are read with the store's
-        credentials; with ``verify``, recorded sizes and SHA-256 are checked.
-        ``atdata.load_dataset("@local/name", index=index)`` reads through this.
+        credentials; with ``verify``, recorded sizes and SHA-256 are checked
+        (a remote shard when downloaded, a local one when first opened).
+        ``options`` go to :class:`~atdata.Dataset` (``cache``, ``prefetch``,
+        ``on_error``). ``atdata.load_dataset("@local/name", index=index)``
+        reads through this.
         """
         entry = ref if isinstance(ref, LocalDatasetEntry) else self.get_dataset(ref)
         read_type = sample_type if sample_type is not None else self.decode_schema(entry.schema_ref)
@@ -335,7 +339,7 @@ class Index:
             source = make_source(entry.data_urls)
         if verify and entry.shards:
             source = VerifiedSource(source, {s.url: s for s in entry.shards})
-        return Dataset[read_type](source)  # type: ignore[valid-type]
+        return Dataset[read_type](source, **options)  # type: ignore[valid-type]
 
 
 def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:

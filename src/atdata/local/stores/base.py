@@ -204,14 +204,16 @@ class _CheckedStream(io.RawIOBase):
 class VerifiedSource:
     """A :class:`~atdata.DataSource` that checks shards against their recorded size and SHA-256.
 
-    A local file is hashed when opened (then memory-mapped as usual); a stream
-    is hashed as it is read and checked when read to the end. A mismatch
-    raises :class:`~atdata.ShardError`.
+    A local file is hashed the first time it is opened (then memory-mapped as
+    usual; it is hashed again only if it changed); a stream is hashed as it is
+    read and checked when read to the end. A mismatch raises
+    :class:`~atdata.ShardError`.
     """
 
     def __init__(self, inner: DataSource, shards: Mapping[str, ShardInfo]) -> None:
         self.inner = inner
         self.shards = dict(shards)
+        self._verified: set[tuple[str, int, int, int, int]] = set()
 
     def list_shards(self) -> list[str]:
         """The inner source's shards."""
@@ -230,6 +232,9 @@ class VerifiedSource:
             local = False
         if not local:
             return io.BufferedReader(_CheckedStream(stream, info, shard_id), buffer_size=1 << 20)
+        seen = (shard_id, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if seen in self._verified:
+            return stream
         try:
             if info.size is not None and st.st_size != info.size:
                 raise ShardError(redact_url(shard_id), f"{st.st_size} bytes, {info.size} recorded")
@@ -244,4 +249,5 @@ class VerifiedSource:
         except BaseException:
             stream.close()
             raise
+        self._verified.add(seen)
         return stream
