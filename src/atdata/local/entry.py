@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from atdata.errors import AtdataError
 __all__ = ["LocalDatasetEntry", "ShardInfo"]
 
 _MAX_NAME = 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +32,7 @@ def check_name(name: Any) -> str:
     """Return ``name`` if it is a usable dataset name, else raise :class:`ValueError`."""
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"a dataset name is a non-empty string, not {name!r}")
-    if len(name) > _MAX_NAME or any(ord(c) < 0x20 or c == "\x7f" for c in name):
+    if len(name) > _MAX_NAME or _CONTROL.search(name):
         raise ValueError(f"dataset name {name[:80]!r} is too long or has control characters")
     return name
 
@@ -120,23 +122,32 @@ class LocalDatasetEntry:
 
     @classmethod
     def from_fields(cls, fields: Mapping[Any, Any], where: str) -> LocalDatasetEntry:
-        """Rebuild an entry from :meth:`to_fields` output (keys and text may be bytes)."""
-        f = {_text(k): v for k, v in fields.items()}
+        """Rebuild an entry from :meth:`to_fields` output (keys and text may be bytes).
+
+        The stored form was checked when written, so only its structure is
+        checked here (listing reads many entries); the stored CID is kept.
+        """
+        f = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
         try:
             urls = _unpack(f["data_urls"])
-            metadata = _unpack(f["metadata"]) if f.get("metadata") is not None else None
-            pairs = _unpack(f["shards"]) if f.get("shards") is not None else None
-            return cls(
+            raw_meta, raw_shards = f.get("metadata"), f.get("shards")
+            metadata = _unpack(raw_meta) if raw_meta is not None else None
+            pairs = _unpack(raw_shards) if raw_shards is not None else []
+            if not isinstance(urls, list) or (pairs and len(pairs) != len(urls)):
+                raise ValueError("data_urls and shards do not match")
+            if metadata is not None and not isinstance(metadata, dict):
+                raise ValueError("metadata is not a map")
+            entry = object.__new__(cls)
+            entry.__dict__.update(
                 name=_text(f["name"]),
                 schema_ref=_text(f["schema_ref"]),
                 data_urls=urls,
                 metadata=metadata,
-                shards=()
-                if pairs is None
-                else tuple(ShardInfo(u, p[0], p[1]) for u, p in zip(urls, pairs, strict=True)),
+                shards=tuple([ShardInfo(u, p[0], p[1]) for u, p in zip(urls, pairs)]),
                 created_at=_text(f.get("created_at") or ""),
                 cid=_text(f["cid"]),
             )
+            return entry
         except (KeyError, ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
             raise AtdataError(
                 f"{where}: corrupt index entry ({type(exc).__name__}: {exc})"
@@ -144,10 +155,10 @@ class LocalDatasetEntry:
 
 
 def _text(value: str | bytes) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes | bytearray | memoryview) else value
+    return value.decode() if isinstance(value, bytes) else value
 
 
-def _unpack(value: bytes | str) -> Any:
-    if isinstance(value, str):
+def _unpack(value: bytes) -> Any:
+    if not isinstance(value, bytes):
         raise ValueError("expected msgpack bytes")
-    return msgpack.unpackb(value, raw=False, strict_map_key=False)
+    return msgpack.unpackb(value)

@@ -12,7 +12,9 @@ Keys (``{ns}`` is the optional namespace, empty by default):
 
 No lookup or listing scans the key space; :meth:`RedisProvider.reindex` does,
 once, to index data written by the seed-era library. Entry writes run as one
-Lua script, so the entry and its index keys change together.
+Lua script, so the entry and its index keys change together; a name lookup is
+one script too (one round trip). The scripts address keys they compute, so
+this layout is for a single Redis server, not Redis Cluster.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ redis.call('HSET', KEYS[3], unpack(ARGV, 5))
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
+"""
+
+# KEYS: entry-cids hash. ARGV: name, entry key prefix. One round trip: the CID and its hash.
+_GET_BY_NAME = """
+local cid = redis.call('HGET', KEYS[1], ARGV[1])
+if not cid then return false end
+return {cid, redis.call('HGETALL', ARGV[2] .. cid)}
 """
 
 
@@ -101,6 +110,7 @@ class RedisProvider(IndexProvider):
         self._entry_prefix = f"{namespace}LocalDatasetEntry:"
         self._schema_prefix = f"{namespace}LocalSchema:"
         self._put = client.register_script(_PUT_ENTRY)
+        self._get_by_name = client.register_script(_GET_BY_NAME)
         with self._errors():
             client.ping()
 
@@ -147,10 +157,12 @@ class RedisProvider(IndexProvider):
 
     def get_entry_by_name(self, name: str) -> LocalDatasetEntry:
         with self._errors():
-            cid = self.client.hget(self._cids, name)
-        if cid is None:
+            found = self._get_by_name(keys=[self._cids], args=[name, self._entry_prefix])
+        if not found or not found[1]:
             raise KeyError(f"no dataset named {name!r} in {self.location}")
-        return self.get_entry(cid.decode())
+        cid, flat = found
+        fields = dict(zip(flat[::2], flat[1::2]))
+        return LocalDatasetEntry.from_fields(fields, f"{self.location}, entry {cid.decode()}")
 
     def iter_entries(self) -> Iterator[LocalDatasetEntry]:
         low: bytes = b"-"
