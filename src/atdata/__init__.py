@@ -19,6 +19,7 @@ from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
 from atdata.errors import AtdataError, LensNotFoundError, SampleError, SchemaError, ShardError
 from atdata.lens import Lens, LensNetwork, lens
+from atdata.local import Index
 from atdata.protocols import AbstractDataStore, AbstractIndex, DataSource, IndexEntry, Packable
 from atdata.sample import PackableSample, packable
 from atdata.sources import S3Source, URLSource
@@ -36,6 +37,7 @@ __all__ = [
     "DataSource",
     "Dataset",
     "DictSample",
+    "Index",
     "IndexEntry",
     "Lens",
     "LensNetwork",
