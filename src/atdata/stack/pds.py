@@ -466,7 +466,8 @@ def create_account(
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m atdata.stack.pds {install,start,status}``."""
     parser = argparse.ArgumentParser(
-        prog="python -m atdata.stack.pds", description=__doc__.split("\n")[0]
+        prog="python -m atdata.stack.pds",
+        description="Local AT Protocol stack (reference PDS + in-memory PLC) for atdata.",
     )
     parser.add_argument(
         "--home",

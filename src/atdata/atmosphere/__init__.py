@@ -1,0 +1,62 @@
+"""Federation layer: publish and read datasets on the AT Protocol network.
+
+Records (schemas, datasets, lenses) live in the publisher's repository on their
+Personal Data Server, under the ``ac.foundation.dataset.*`` lexicons shipped with
+this package; shards can be stored there too, as blobs.
+
+    >>> from atdata.atmosphere import AtmosphereClient, AtUri
+    >>> AtUri.parse("at://did:plc:abc123/ac.foundation.dataset.sampleSchema/xyz789").rkey
+    'xyz789'
+
+The client needs the ``atproto`` SDK: ``pip install 'atdata[atmosphere]'``.
+"""
+
+from atdata.atmosphere._identity import IdentityError, IdentityResolver
+from atdata.atmosphere._lexicon import (
+    LexiconValidationError,
+    get_lexicon,
+    lexicon_ids,
+    to_record_json,
+    validate_record,
+)
+from atdata.atmosphere.blobs import (
+    BlobIntegrityError,
+    BlobNotFoundError,
+    BlobSource,
+)
+from atdata.atmosphere.client import (
+    AtmosphereClient,
+    AtmosphereError,
+    AuthenticationError,
+    BatchWriteError,
+    BlobTooLargeError,
+    NotAuthenticatedError,
+    RateLimitedError,
+    RecordNotFoundError,
+)
+from atdata.atmosphere.uri import AtUri, BlobUrl, is_blob_url, make_tid
+
+__all__ = [
+    "AtUri",
+    "AtmosphereClient",
+    "AtmosphereError",
+    "AuthenticationError",
+    "BatchWriteError",
+    "BlobIntegrityError",
+    "BlobNotFoundError",
+    "BlobSource",
+    "BlobTooLargeError",
+    "BlobUrl",
+    "IdentityError",
+    "IdentityResolver",
+    "LexiconValidationError",
+    "NotAuthenticatedError",
+    "RateLimitedError",
+    "RecordNotFoundError",
+    "get_lexicon",
+    "is_blob_url",
+    "lexicon_ids",
+    "make_tid",
+    "to_record_json",
+    "validate_record",
+]

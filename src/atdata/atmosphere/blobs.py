@@ -1,0 +1,388 @@
+"""Stream dataset shards stored as PDS blobs, checking every byte against the blob's CID.
+
+A blob's CID (CIDv1, raw codec, sha2-256) is the SHA-256 of its content, so a reader
+can verify what the PDS sent without trusting it: :class:`BlobSource` hashes each
+shard while it streams and raises :class:`BlobIntegrityError` at the end of a shard
+whose bytes do not match. Nothing holds a whole shard in memory.
+
+    >>> source = BlobSource.from_urls(["at://did:plc:abc/blob/bafkrei..."])  # doctest: +SKIP
+    >>> ds = atdata.Dataset[MySample](source)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+import httpx
+import libipld
+
+from atdata.atmosphere._identity import IdentityResolver
+from atdata.atmosphere._retry import Fault, GaveUp, RetryPolicy
+from atdata.atmosphere.uri import BlobUrl
+from atdata.errors import ShardError
+
+if TYPE_CHECKING:
+    from atdata.atmosphere.client import AtmosphereClient
+
+__all__ = [
+    "BlobIntegrityError",
+    "BlobNotFoundError",
+    "BlobSource",
+    "VerifiedBlobStream",
+    "blob_digest",
+    "open_blob",
+]
+
+_CHUNK = 1 << 20
+_DRAIN_LIMIT = 1 << 20
+
+
+class BlobIntegrityError(ShardError):
+    """The bytes a PDS served for a blob do not hash to the blob's CID."""
+
+
+class BlobNotFoundError(ShardError, KeyError):
+    """The PDS has no such blob in that repository (or it is not referenced by a record)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def blob_digest(cid: str) -> bytes:
+    """The SHA-256 digest a blob CID commits to; ``ValueError`` for other hash functions.
+
+    >>> blob_digest("bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku").hex()[:16]
+    'e3b0c44298fc1c14'
+    """
+    try:
+        decoded = libipld.decode_cid(cid)
+    except Exception:
+        raise ValueError(f"{cid!r} is not a CID") from None
+    digest = decoded["hash"]
+    if digest["code"] != 0x12 or digest["size"] != 32:
+        raise ValueError(f"{cid!r} does not use sha2-256; cannot verify it")
+    if decoded["codec"] != 0x55:
+        raise ValueError(f"{cid!r} is not a raw-codec (blob) CID")
+    return bytes(digest["digest"])
+
+
+class VerifiedBlobStream(io.RawIOBase):
+    """A readable, non-seekable stream over a getBlob response that checks the CID.
+
+    The SHA-256 of the bytes is computed as they arrive and compared with ``cid`` at
+    end of stream; a mismatch raises :class:`BlobIntegrityError` from ``read``. Closing
+    early drains up to 1 MiB (a tar trailer) to finish the check; a stream closed
+    further from its end is left unverified (``verified`` stays False).
+    """
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        shard_id: str,
+        cid: str,
+        *,
+        verify: bool = True,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.shard_id = shard_id
+        self._response = response
+        self._expected = blob_digest(cid) if verify else None
+        self._hasher = hashlib.sha256()
+        self._chunks: Iterator[bytes] = response.iter_bytes(_CHUNK)
+        self._pending = memoryview(b"")
+        self._eof = False
+        self._received = 0
+        self._on_close = on_close
+        self.verified = False
+
+    def readable(self) -> bool:
+        return True
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes received from the server so far."""
+        return self._received
+
+    def _next_chunk(self) -> bool:
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._finish()
+            return False
+        except httpx.HTTPError as exc:
+            raise ShardError(
+                self.shard_id,
+                f"connection lost after {self._received} bytes ({type(exc).__name__})",
+            ) from None
+        self._hasher.update(chunk)
+        self._received += len(chunk)
+        self._pending = memoryview(chunk)
+        return True
+
+    def _finish(self) -> None:
+        self._eof = True
+        if self._expected is None:
+            return
+        actual = self._hasher.digest()
+        if actual != self._expected:
+            raise BlobIntegrityError(
+                self.shard_id,
+                f"content does not match its CID: received {self._received} bytes with "
+                f"sha256 {actual.hex()}, the CID says {self._expected.hex()}",
+            )
+        self.verified = True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        while not self._pending:
+            if self._eof or not self._next_chunk():
+                return 0
+        n = min(len(view), len(self._pending))
+        view[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if not self._eof and self._expected is not None:
+                drained = 0
+                try:
+                    while drained <= _DRAIN_LIMIT and self._next_chunk():
+                        drained += len(self._pending)
+                        self._pending = memoryview(b"")
+                except BlobIntegrityError:
+                    raise
+                except ShardError:
+                    pass  # the connection dropped while draining: leave it unverified
+        finally:
+            self._response.close()
+            if self._on_close is not None:
+                self._on_close()
+            super().close()
+
+
+def open_blob(
+    http: httpx.Client,
+    pds_url: str,
+    did: str,
+    cid: str,
+    *,
+    verify: bool = True,
+    policy: RetryPolicy | None = None,
+    buffer_size: int = _CHUNK,
+) -> IO[bytes]:
+    """Open ``com.atproto.sync.getBlob`` on ``pds_url`` as a buffered, CID-checked stream."""
+    shard_id = str(BlobUrl(did, cid))
+    if verify:
+        try:
+            blob_digest(cid)
+        except ValueError as exc:
+            raise ShardError(shard_id, str(exc)) from None
+    url = pds_url.rstrip("/") + "/xrpc/com.atproto.sync.getBlob"
+
+    def attempt() -> httpx.Response:
+        try:
+            request = http.build_request("GET", url, params={"did": did, "cid": cid})
+            response = http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise Fault.from_transport(exc) from None
+        if response.status_code != 200:
+            fault = Fault.from_response(response)
+            response.close()
+            raise fault
+        return response
+
+    try:
+        response = (policy or RetryPolicy()).run(attempt)
+    except GaveUp as exc:
+        if exc.fault.not_found or exc.fault.status == 400:
+            raise BlobNotFoundError(shard_id, f"not found on {pds_url}: {exc.reason}") from None
+        raise ShardError(shard_id, f"cannot fetch from {pds_url}: {exc.reason}") from None
+    raw = VerifiedBlobStream(response, shard_id, cid, verify=verify)
+    return io.BufferedReader(raw, buffer_size=buffer_size)
+
+
+def _blob_from_item(item: str | BlobUrl | Mapping[str, Any], index: int) -> BlobUrl:
+    if isinstance(item, BlobUrl | str):
+        return BlobUrl.parse(item)
+    if isinstance(item, Mapping):
+        did = item.get("did")
+        cid = item.get("cid")
+        ref = item.get("ref")
+        if cid is None and isinstance(ref, Mapping):
+            cid = ref.get("$link")
+        if isinstance(did, str) and isinstance(cid, str):
+            return BlobUrl(did, cid)
+    raise ValueError(
+        f"blob reference {index} must be 'at://did/blob/cid', {{'did', 'cid'}} or a blob ref "
+        f"with a 'did' key; got {item!r}"
+    )
+
+
+class BlobSource:
+    """A :class:`~atdata.protocols.DataSource` over PDS blobs, one shard per blob.
+
+    Shard ids are ``at://{did}/blob/{cid}`` strings (:class:`BlobUrl`). Each owner's
+    PDS is found through its DID document (``did:plc`` via the PLC directory, ``plc_url``
+    or ``$ATDATA_PLC_URL``; ``did:web`` via its host); with ``client`` given, the
+    client's resolver and connection pool are used. Shards are streamed and verified
+    against their CIDs (``verify=False`` skips that).
+
+    >>> source = BlobSource.from_refs([{"did": "did:plc:abc", "cid": "bafkrei..."}])  # doctest: +SKIP
+    >>> with source.open_shard(source.list_shards()[0]) as f:  # doctest: +SKIP
+    ...     header = f.read(512)
+    """
+
+    def __init__(
+        self,
+        blobs: Sequence[str | BlobUrl | Mapping[str, Any]],
+        *,
+        client: AtmosphereClient | None = None,
+        plc_url: str | None = None,
+        verify: bool = True,
+        timeout: float = 60.0,
+    ) -> None:
+        self.blobs = [_blob_from_item(item, i) for i, item in enumerate(blobs)]
+        self._ids = [str(b) for b in self.blobs]
+        self._by_id = dict(zip(self._ids, self.blobs))
+        self.client = client
+        self.plc_url = plc_url if plc_url is not None else getattr(client, "plc_url", None)
+        self.verify = verify
+        self.timeout = timeout
+        self._pds: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._http: httpx.Client | None = None
+        self._resolver: IdentityResolver | None = None
+
+    @classmethod
+    def from_refs(
+        cls,
+        refs: Sequence[Mapping[str, Any]],
+        *,
+        client: AtmosphereClient | None = None,
+        plc_url: str | None = None,
+        verify: bool = True,
+    ) -> BlobSource:
+        """From ``{"did", "cid"}`` dicts (or blob refs ``{"ref": {"$link": cid}, ...}`` plus ``"did"``).
+
+        >>> BlobSource.from_refs([{"did": "did:plc:abc",
+        ...     "cid": "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"}]).list_shards()
+        ['at://did:plc:abc/blob/bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku']
+        """
+        return cls(list(refs), client=client, plc_url=plc_url, verify=verify)
+
+    @classmethod
+    def from_urls(
+        cls,
+        urls: Sequence[str],
+        *,
+        client: AtmosphereClient | None = None,
+        plc_url: str | None = None,
+        verify: bool = True,
+    ) -> BlobSource:
+        """From ``at://{did}/blob/{cid}`` shard ids."""
+        if isinstance(urls, str):
+            urls = [urls]
+        return cls(list(urls), client=client, plc_url=plc_url, verify=verify)
+
+    def __repr__(self) -> str:
+        return f"BlobSource({len(self.blobs)} blobs)"
+
+    def list_shards(self) -> list[str]:
+        """The shard ids, ``at://{did}/blob/{cid}``, in order."""
+        return list(self._ids)
+
+    @property
+    def shards(self) -> Iterator[tuple[str, IO[bytes]]]:
+        """``(shard_id, stream)`` pairs, opened lazily."""
+        for shard_id in self._ids:
+            yield shard_id, self.open_shard(shard_id)
+
+    def _check_process(self) -> None:
+        # httpx clients must not cross a fork: make fresh ones in a child process.
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._http = None
+            self._resolver = None
+            self._lock = threading.Lock()
+
+    def _session(self) -> tuple[httpx.Client, RetryPolicy]:
+        if self.client is not None:
+            return self.client._http, self.client._policy
+        with self._lock:
+            if self._http is None:
+                self._http = httpx.Client(timeout=self.timeout, follow_redirects=True)
+            return self._http, RetryPolicy()
+
+    def pds_for(self, did: str) -> str:
+        """The PDS endpoint serving ``did``'s blobs (resolved once, then cached)."""
+        self._check_process()
+        with self._lock:
+            known = self._pds.get(did)
+        if known is not None:
+            return known
+        if self.client is not None:
+            endpoint = self.client.resolve_pds(did)
+        else:
+            http, _ = self._session()
+            with self._lock:
+                if self._resolver is None:
+                    self._resolver = IdentityResolver(self.plc_url, http=http)
+                resolver = self._resolver
+            endpoint = resolver.resolve_pds(did)
+        with self._lock:
+            self._pds[did] = endpoint
+        return endpoint
+
+    def open_shard(self, shard_id: str) -> IO[bytes]:
+        """Stream one blob; ``KeyError`` if ``shard_id`` is not in this source."""
+        blob = self._by_id.get(shard_id)
+        if blob is None:
+            raise KeyError(f"{shard_id!r} is not a shard of this source")
+        self._check_process()
+        try:
+            pds = self.pds_for(blob.did)
+        except LookupError as exc:
+            raise ShardError(shard_id, f"cannot find the PDS of {blob.did}: {exc}") from None
+        http, policy = self._session()
+        return open_blob(http, pds, blob.did, blob.cid, verify=self.verify, policy=policy)
+
+    def close(self) -> None:
+        """Close the HTTP connections this source opened (not those of ``client``)."""
+        if self._http is not None and self.client is None:
+            self._http.close()
+        self._http = None
+        self._resolver = None
+
+    def __enter__(self) -> BlobSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Picklable for worker processes: drop connections and the (unpicklable) client,
+        # keep the PDS endpoints resolved so far.
+        state = self.__dict__.copy()
+        if state.get("client") is not None:
+            for did in {b.did for b in self.blobs}:
+                with contextlib.suppress(LookupError):
+                    state["_pds"][did] = self.pds_for(did)
+        state.update(client=None, _http=None, _resolver=None, _lock=None, _pid=-1)
+        state["_pds"] = dict(state["_pds"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
