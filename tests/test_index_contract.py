@@ -219,6 +219,16 @@ def test_existing_name_is_an_error_unless_overwrite(
     assert [x.name for x in index.list_entries()] == ["readings"]
 
 
+def test_unstorable_metadata_is_refused_before_copying(
+    index: Index, dataset: atdata.Dataset[Reading], tmp_path: Path
+) -> None:
+    for bad in ({"pair": (1, 2)}, {"nan": float("nan")}, ["not", "a", "dict"]):
+        with pytest.raises(ValueError, match="metadata"):
+            index.insert_dataset(dataset, name="r", metadata=bad)  # type: ignore[arg-type]
+    assert not (tmp_path / "store").exists()
+    assert index.list_entries() == []
+
+
 def test_add_entry_indexes_every_shard(index: Index, dataset: atdata.Dataset[Reading]) -> None:
     e = index.add_entry(dataset, name="in-place", metadata={"n": 50})
     assert e.data_urls == dataset.list_shards() and e.shards == ()
@@ -385,6 +395,19 @@ def test_server_lost_after_connecting() -> None:
     finally:
         server.stop()
     with pytest.raises(IndexBackendError, match=f"Redis index {server.url}: ConnectionError"):
+        p.get_entry_by_name("x")
+
+
+def test_postgres_lost_after_connecting() -> None:
+    from atdata.stack.postgres import start_postgres
+
+    server = start_postgres()
+    try:
+        p = PostgresProvider(server.url)
+        p.put_entry(entry("x"))
+    finally:
+        server.stop()
+    with pytest.raises(IndexBackendError, match="PostgreSQL index postgresql://"):
         p.get_entry_by_name("x")
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atdata.cid import generate_cid
 from atdata.dataset import Dataset, make_source
 from atdata.dict_sample import DictSample
 from atdata.errors import SchemaError
@@ -235,6 +236,7 @@ class Index:
         the same fields is used, or the type is published as ``1.0.0``.
         """
         check_name(name)
+        meta = _metadata(metadata)
         if not overwrite:
             self._check_free(name)
         ref = self._schema_for(dataset, schema_ref)
@@ -246,7 +248,7 @@ class Index:
             urls = store.write_shards(dataset, prefix=prefix or name)
             shards = ()
         try:
-            entry = LocalDatasetEntry(name, ref, urls, _metadata(metadata), shards)
+            entry = LocalDatasetEntry(name, ref, urls, meta, shards)
             self.provider.put_entry(entry, overwrite=overwrite)
         except BaseException:
             if isinstance(store, DataStore):
@@ -343,7 +345,17 @@ class Index:
 
 
 def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return dict(metadata) if metadata is not None else None
+    """``metadata`` as a dict, checked to be storable before any data is copied."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise ValueError(f"metadata must be a dict, not {type(metadata).__name__}")
+    out = dict(metadata)
+    try:
+        generate_cid(out)
+    except ValueError as exc:
+        raise ValueError(f"metadata cannot be stored: {exc}") from None
+    return out
 
 
 LocalIndex = Index

@@ -52,6 +52,7 @@ class DataStore(ABC):
         clean = _clean_prefix(prefix)
         urls = [self.url_for(f"{clean}/data-{run}-{i:06d}.tar") for i in range(len(shard_ids))]
         self.prepare()
+        getattr(source, "client", None)  # a lazily made S3 client: make it in one thread
         try:
             if self.workers <= 1 or len(shard_ids) == 1:
                 return [self._copy_shard(source, s, u) for s, u in zip(shard_ids, urls)]

@@ -49,8 +49,9 @@ class LocalDiskStore(DataStore):
                 os.fsync(out.fileno())
             os.replace(partial, path)
         except OSError as exc:
-            partial.unlink(missing_ok=True)
             raise ShardError(url, f"cannot write a copy of {shard_id} ({exc.strerror})") from None
+        finally:
+            partial.unlink(missing_ok=True)
 
     def verify_written(self, shard: ShardInfo) -> None:
         size = os.stat(shard.url).st_size
