@@ -132,6 +132,21 @@ def test_bad_inputs() -> None:
         schema_record(Box, version="latest")
 
 
+def test_local_classes_record_module_and_name() -> None:
+    @packable
+    class Local:
+        """A type defined in a function.
+
+        Second paragraph."""
+
+        x: int
+
+    record = schema_record(Local, version="1.0.0")
+    assert record["sampleType"] == f"{__name__}.Local"
+    assert record["description"] == "A type defined in a function.\n\nSecond paragraph."
+    assert schema_to_type(record).__name__ == "Local"
+
+
 def test_recursive_type_has_no_schema() -> None:
     @packable
     class Node:

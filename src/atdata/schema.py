@@ -57,6 +57,7 @@ import binascii
 import copy
 import dataclasses
 import hashlib
+import inspect
 import json
 import keyword
 import math
@@ -154,14 +155,14 @@ def check_version(version: str) -> None:
 
 
 def _identity(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__name__}"
 
 
 def _docstring(cls: type) -> str | None:
     doc = cls.__doc__
     if not doc or doc.startswith(f"{cls.__name__}("):  # dataclass's generated signature
         return None
-    return " ".join(doc.split())
+    return inspect.cleandoc(doc)
 
 
 def _fields_json(cls: type, prefix: str, stack: tuple[type, ...]) -> list[dict[str, Any]]:
