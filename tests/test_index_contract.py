@@ -233,6 +233,7 @@ def test_add_entry_indexes_every_shard(index: Index, dataset: atdata.Dataset[Rea
     e = index.add_entry(dataset, name="in-place", metadata={"n": 50})
     assert e.data_urls == dataset.list_shards() and e.shards == ()
     assert index.add_entry(dataset, name="in-place", metadata={"n": 50}) == e  # identical: a no-op
+    assert {e, index.get_entry(e.cid)} == {e}  # hashable, by content
     with pytest.raises(EntryExistsError):
         index.add_entry(dataset.list_shards()[:1], name="in-place", schema_ref=e.schema_ref)
     twin = index.add_entry(dataset, name="twin", metadata={"n": 50})

@@ -81,6 +81,9 @@ class LocalDatasetEntry:
                 raise ValueError(f"entry {self.name!r}: {exc}") from None
             object.__setattr__(self, "cid", cid)
 
+    def __hash__(self) -> int:
+        return hash(self.cid)
+
     def content(self) -> dict[str, Any]:
         """The value the CID addresses (DAG-CBOR data)."""
         out: dict[str, Any] = {
