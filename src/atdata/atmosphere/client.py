@@ -33,7 +33,7 @@ import httpx
 from atdata.atmosphere._identity import IdentityError, IdentityResolver, default_plc_url
 from atdata.atmosphere._lexicon import record_size, to_record_json, validate_record
 from atdata.atmosphere._retry import Fault, GaveUp, RetryPolicy
-from atdata.atmosphere.blobs import open_blob
+from atdata.atmosphere.blobs import BlobSource, open_blob
 from atdata.atmosphere.uri import AtUri, BlobUrl, is_valid_did, make_tid
 from atdata.errors import AtdataError
 
@@ -1020,8 +1020,6 @@ class AtmosphereClient:
 
     def blob_source(
         self, blobs: Sequence[str | BlobUrl | Mapping[str, Any]], *, verify: bool = True
-    ) -> Any:
+    ) -> BlobSource:
         """A :class:`~atdata.atmosphere.blobs.BlobSource` over ``blobs`` that uses this client."""
-        from atdata.atmosphere.blobs import BlobSource
-
         return BlobSource(blobs, client=self, verify=verify)
