@@ -15,31 +15,48 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["NPY_MAGIC", "array_from_bytes", "array_to_bytes", "npy_header"]
+__all__ = ["NPY_MAGIC", "UnsafeArrayError", "array_from_bytes", "array_to_bytes", "npy_header"]
 
 NPY_MAGIC = b"\x93NUMPY"
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 
+class UnsafeArrayError(ValueError):
+    """An array holds Python objects: storing or loading it would mean pickling."""
+
+
 def _check_dtype(dtype: np.dtype) -> None:
     if dtype.hasobject:
-        raise ValueError(
+        raise UnsafeArrayError(
             f"arrays of dtype {dtype} hold Python objects and cannot be stored safely; "
             "convert them to a numeric, bool, string or bytes dtype"
         )
 
 
-@lru_cache(maxsize=1024)
-def _npy_header_cached(descr: str, shape: tuple[int, ...]) -> bytes:
+_GROWTH_DIGITS = 21  # NumPy leaves room to grow the first axis to 21 digits in place
+
+
+def _header_bytes(descr: object, shape: tuple[int, ...]) -> bytes:
+    """A ``.npy`` 1.0 header laid out byte for byte as ``np.save`` lays it out."""
     text = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {shape!r}, }}"
-    # magic (6) + version (2) + length (2) + text + '\n', padded to a multiple of 64
-    unpadded = 10 + len(text) + 1
-    pad = -unpadded % 64
-    body = (text + " " * pad + "\n").encode("latin1")
+    if shape:
+        text += " " * (_GROWTH_DIGITS - len(repr(shape[0])))
+    used = len(NPY_MAGIC) + 2 + 2 + len(text) + 1
+    body = (text + " " * (64 - used % 64) + "\n").encode("latin1")
     if len(body) > 0xFFFF:
         raise ValueError(f"array header too long for .npy 1.0 ({len(body)} bytes)")
     return NPY_MAGIC + b"\x01\x00" + _U16.pack(len(body)) + body
+
+
+@lru_cache(maxsize=1024)
+def _npy_header_cached(descr: str, shape: tuple[int, ...]) -> bytes:
+    return _header_bytes(descr, shape)
+
+
+def c_order(array: np.ndarray) -> np.ndarray:
+    """``array`` itself if it is C-contiguous, else a C-ordered copy (0-d arrays stay 0-d)."""
+    return array if array.flags.c_contiguous else array.copy(order="C")
 
 
 def npy_header(array: np.ndarray) -> bytes:
@@ -47,12 +64,10 @@ def npy_header(array: np.ndarray) -> bytes:
     dtype = array.dtype
     _check_dtype(dtype)
     descr = np.lib.format.dtype_to_descr(dtype)
-    if not isinstance(descr, str):  # structured dtypes: build the header without the cache
-        text = f"{{'descr': {descr!r}, 'fortran_order': False, 'shape': {array.shape!r}, }}"
-        pad = -(10 + len(text) + 1) % 64
-        body = (text + " " * pad + "\n").encode("latin1")
-        return NPY_MAGIC + b"\x01\x00" + _U16.pack(len(body)) + body
-    return _npy_header_cached(descr, tuple(int(n) for n in array.shape))
+    shape = tuple(int(n) for n in array.shape)
+    if not isinstance(descr, str):  # structured dtypes are not cached
+        return _header_bytes(descr, shape)
+    return _npy_header_cached(descr, shape)
 
 
 def array_to_bytes(array: np.ndarray) -> bytes:
@@ -62,13 +77,13 @@ def array_to_bytes(array: np.ndarray) -> bytes:
     [0, 1, 2]
     """
     header = npy_header(array)
-    return header + np.ascontiguousarray(array).tobytes()
+    return header + c_order(array).tobytes()
 
 
 @lru_cache(maxsize=4096)
-def _parse_npy_header(text: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
+def _parse_npy_header(text: bytes, encoding: str) -> tuple[np.dtype, tuple[int, ...], bool]:
     try:
-        meta = ast.literal_eval(text.decode("latin1"))
+        meta = ast.literal_eval(text.decode(encoding))
         descr, fortran, shape = meta["descr"], meta["fortran_order"], meta["shape"]
     except Exception as exc:
         raise ValueError(f"malformed .npy header {text[:80]!r}") from exc
@@ -82,10 +97,14 @@ def _parse_npy_header(text: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
 def _parse(buf: memoryview) -> tuple[np.dtype, tuple[int, ...], bool, int]:
     """Return (dtype, shape, fortran_order, data offset) of an encoded array."""
     if bytes(buf[:6]) == NPY_MAGIC:
+        if len(buf) < 10:
+            raise ValueError(f".npy value too short for its header ({len(buf)} bytes)")
         major = buf[6]
         if major == 1:
             hlen, start = _U16.unpack_from(buf, 8)[0], 10
         elif major in (2, 3):
+            if len(buf) < 12:
+                raise ValueError(f".npy value too short for its header ({len(buf)} bytes)")
             hlen, start = _U32.unpack_from(buf, 8)[0], 12
         else:
             raise ValueError(f"unsupported .npy format version {major}.{buf[7]}")
@@ -94,7 +113,8 @@ def _parse(buf: memoryview) -> tuple[np.dtype, tuple[int, ...], bool, int]:
             raise ValueError(
                 f".npy header runs past the end of the value ({end} > {len(buf)} bytes)"
             )
-        dtype, shape, fortran = _parse_npy_header(bytes(buf[start:end]))
+        encoding = "utf-8" if major == 3 else "latin1"
+        dtype, shape, fortran = _parse_npy_header(bytes(buf[start:end]), encoding)
         return dtype, shape, fortran, end
     # compact layout
     if len(buf) < 2:

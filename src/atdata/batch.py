@@ -57,7 +57,8 @@ class SampleBatch(Generic[DT]):
 
     def _stack(self, name: str, values: list[Any], storage: Any) -> Any:
         if any(v is None for v in values):
-            return values  # an optional array missing in some samples: keep the list
+            # an optional array missing in some samples: a list of arrays that own their memory
+            return [None if v is None else (v if v.flags.owndata else v.copy()) for v in values]
         first = values[0]
         for v in values:
             if v.shape != first.shape or v.dtype != first.dtype:

@@ -8,19 +8,24 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from atdata.arrays import NPY_MAGIC, array_from_bytes, array_to_bytes
+from atdata.arrays import NPY_MAGIC, UnsafeArrayError, array_from_bytes, array_to_bytes
 from atdata.errors import SampleError
 
 __all__ = ["DictSample"]
 
 
-def _decode_value(value: Any) -> Any:
+def _decode_value(value: Any, field: str) -> Any:
     if isinstance(value, bytes) and value[:6] == NPY_MAGIC:
-        return array_from_bytes(value)
+        try:
+            return array_from_bytes(value)
+        except UnsafeArrayError as exc:
+            raise SampleError(str(exc), field=field) from None
+        except ValueError:
+            return value  # bytes that merely start like a .npy file
     if isinstance(value, dict):
-        return {k: _decode_value(v) for k, v in value.items()}
+        return {k: _decode_value(v, f"{field}[{k!r}]") for k, v in value.items()}
     if isinstance(value, list):
-        return [_decode_value(v) for v in value]
+        return [_decode_value(v, f"{field}[{i}]") for i, v in enumerate(value)]
     return value
 
 
@@ -69,7 +74,10 @@ class DictSample:
             raise SampleError(f"payload is not valid msgpack ({exc})", key=key) from None
         if not isinstance(raw, dict):
             raise SampleError(f"payload is a msgpack {type(raw).__name__}, not a map", key=key)
-        return cls({k: _decode_value(v) for k, v in raw.items()})
+        try:
+            return cls({k: _decode_value(v, k) for k, v in raw.items()})
+        except SampleError as exc:
+            raise SampleError(exc.reason, key=key, field=exc.field) from None
 
     @property
     def packed(self) -> bytes:

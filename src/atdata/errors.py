@@ -52,6 +52,7 @@ class SampleError(AtdataError, ValueError):
             parts.append(f"field {field!r}")
         prefix = ", ".join(parts)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.reason = message
         self.key = key
         self.field = field
         self.shard = shard

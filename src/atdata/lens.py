@@ -112,9 +112,20 @@ class Lens(Generic[S, V]):
 
 
 class LensNetwork:
-    """The process-wide registry of lenses; finds the shortest lens path between two types."""
+    """The process-wide registry of lenses; finds the shortest lens path between two types.
 
-    def __init__(self) -> None:
+    ``LensNetwork()`` always returns the one registry (as in the existing atdata).
+    """
+
+    _instance: LensNetwork | None = None
+
+    def __new__(cls) -> LensNetwork:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+            cls._instance._setup()
+        return cls._instance
+
+    def _setup(self) -> None:
         self._edges: dict[type, dict[type, Lens[Any, Any]]] = {}
         self._sample_types: list[type] = []
         self._lock = threading.Lock()

@@ -33,7 +33,7 @@ import msgpack
 import msgspec
 import numpy as np
 
-from atdata.arrays import array_from_bytes, npy_header
+from atdata.arrays import array_from_bytes, c_order, npy_header
 from atdata.errors import SampleError, SchemaError
 
 __all__ = [
@@ -270,7 +270,7 @@ def _encode_value(ft: FieldType, value: Any, field: str) -> Any:
     elif kind == "ndarray":
         if isinstance(value, np.ndarray):
             _check_array(ft, value, field)
-            arr = np.ascontiguousarray(value)
+            arr = c_order(value)
             return npy_header(arr) + arr.tobytes()
     elif kind == "list":
         if isinstance(value, list | tuple):
@@ -328,7 +328,7 @@ def encode_segments(sample: PackableSample) -> list[bytes | memoryview]:
         ft = spec.type
         if ft.kind == "ndarray" and isinstance(value, np.ndarray):
             _check_array(ft, value, spec.name)
-            arr = np.ascontiguousarray(value)
+            arr = c_order(value)
             header = npy_header(arr)
             segs.append(_bin_header(len(header) + arr.nbytes))
             segs.append(header)
@@ -367,18 +367,41 @@ def _wire_type(ft: FieldType) -> Any:
     return tp | None if ft.optional else tp
 
 
-def _converter(ft: FieldType, copy: bool) -> Callable[[Any], Any] | None:
-    """A function turning a decoded wire value into the Python value, or None for identity."""
+class _FieldValueError(ValueError):
+    """A decoded value is invalid; carries the field path for the error message."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _converter(ft: FieldType, copy: bool, field: str) -> Callable[[Any], Any] | None:
+    """A function turning a decoded wire value into the Python value, or None for identity.
+
+    Only top-level arrays may stay views (``copy=False``, for batching, which
+    copies them once); arrays inside lists, dicts and nested samples are copied.
+    """
     kind = ft.kind
     if kind == "ndarray":
+        dtype = ft.dtype
 
         def conv(v: Any) -> Any:
-            return None if v is None else array_from_bytes(v, copy=copy)
+            if v is None:
+                return None
+            try:
+                arr = array_from_bytes(v, copy=copy)
+            except ValueError as exc:
+                raise _FieldValueError(field, str(exc)) from None
+            if dtype is not None and arr.dtype != dtype:
+                raise _FieldValueError(
+                    field, f"expected an array of dtype {dtype}, got {arr.dtype}"
+                )
+            return arr
 
         return conv
     if kind in ("list", "dict"):
         assert ft.item is not None
-        inner = _converter(ft.item, copy)
+        inner = _converter(ft.item, True, f"{field}[]")
         if inner is None:
             return None
         if kind == "list":
@@ -387,7 +410,7 @@ def _converter(ft: FieldType, copy: bool) -> Callable[[Any], Any] | None:
     if kind == "sample":
         assert ft.sample_type is not None
         nested = _decoder_for(ft.sample_type)
-        return lambda v: None if v is None else nested.from_wire(v, copy)
+        return lambda v: None if v is None else nested.from_wire(v, True, prefix=f"{field}.")
     return None
 
 
@@ -413,16 +436,25 @@ class _Decoder:
             f"{cls.__name__}Wire", wire_fields, kw_only=True, forbid_unknown_fields=True
         )
         self._decode = msgspec.msgpack.Decoder(self.wire).decode
-        self.converters = {
-            copy: [(s.name, c) for s in specs if (c := _converter(s.type, copy))]
-            for copy in (True, False)
-        }
+        self.specs = specs
+        self._top = {copy: self.converters(copy) for copy in (True, False)}
         self._asdict = msgspec.structs.asdict
         self._new = object.__new__
 
-    def from_wire(self, wire: Any, copy: bool) -> Any:
+    def converters(self, copy: bool, prefix: str = "") -> list[tuple[str, Callable[[Any], Any]]]:
+        """(field, converter) pairs for the fields that need converting, cached per mode."""
+        cache = self.__dict__.setdefault("_converters", {})
+        found = cache.get((copy, prefix))
+        if found is None:
+            found = [
+                (s.name, c) for s in self.specs if (c := _converter(s.type, copy, prefix + s.name))
+            ]
+            cache[(copy, prefix)] = found
+        return found
+
+    def from_wire(self, wire: Any, copy: bool, prefix: str = "") -> Any:
         values = self._asdict(wire)
-        for name, conv in self.converters[copy]:
+        for name, conv in self._top[copy] if not prefix else self.converters(copy, prefix):
             values[name] = conv(values[name])
         obj = self._new(self.cls)
         obj.__dict__ = values
@@ -440,8 +472,8 @@ class _Decoder:
             raise SampleError(
                 f"payload is not valid msgpack ({exc})", key=key, shard=shard
             ) from None
-        except ValueError as exc:  # arrays: bad header, object dtype, size mismatch
-            raise SampleError(str(exc), key=key, shard=shard) from None
+        except _FieldValueError as exc:  # arrays: bad header, object dtype, size, dtype
+            raise SampleError(str(exc), key=key, field=exc.field, shard=shard) from None
 
 
 def _validation_error(
@@ -487,6 +519,9 @@ def _from_python(ft: FieldType, value: Any, field: str) -> Any:
         return [_from_python(ft.item, v, f"{field}[{i}]") for i, v in enumerate(value)]
     elif kind == "dict" and isinstance(value, Mapping):
         assert ft.item is not None
+        for k in value:
+            if not isinstance(k, str):
+                raise SampleError(f"has a non-string key {k!r}", field=field)
         return {k: _from_python(ft.item, v, f"{field}[{k!r}]") for k, v in value.items()}
     elif kind == "sample":
         assert ft.sample_type is not None

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from atdata._tar import BLOCK, TarWriter
+from atdata._tar import BLOCK, RECORD, TarWriter
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
 from atdata.errors import SampleError
@@ -25,11 +25,21 @@ def _shard_pattern(pattern: str, sharded: bool) -> str:
     return f"{stem}-%06d.{ext}" if dot else f"{pattern}-%06d"
 
 
+def _closed_size(offset: int, key: str, size: int) -> int:
+    """The file size after appending a member of ``size`` bytes and closing the archive."""
+    name = len(key.encode("utf-8")) + len(".msgpack")
+    pax = 3 * BLOCK if name > 100 else 0  # PAX header block and its (at most two-block) record
+    end = offset + pax + BLOCK + -(-size // BLOCK) * BLOCK + 2 * BLOCK
+    return -(-end // RECORD) * RECORD
+
+
 class ShardWriter:
     """Write samples into tar shards named by a ``%06d``-style pattern.
 
     A new shard starts when the current one holds ``maxcount`` samples or
-    would exceed ``maxsize`` bytes. Sample keys are ``<run id>-<index>``
+    would exceed ``maxsize`` bytes once closed (tar headers, padding and the
+    end-of-archive record included); a single sample larger than ``maxsize``
+    gets a shard of its own. Sample keys are ``<run id>-<index>``
     unless given. ``shards`` lists the files written.
 
     >>> # with ShardWriter("out/data-%06d.tar", maxcount=1000) as w:
@@ -82,7 +92,11 @@ class ShardWriter:
         if (
             w is None
             or (self.maxcount is not None and w.count >= self.maxcount)
-            or (self.maxsize is not None and w.count and w.offset + size + 2 * BLOCK > self.maxsize)
+            or (
+                self.maxsize is not None
+                and w.count
+                and _closed_size(w.offset, key, size) > self.maxsize
+            )
         ):
             w = self._next_shard()
         w.write(f"{key}.msgpack", buffers)
