@@ -22,13 +22,14 @@ import numpy as np
 
 from atdata._tar import iter_members, iter_stream_members, map_file
 from atdata.batch import SampleBatch
+from atdata.cache import Prefetcher, ShardCache
 from atdata.dict_sample import DictSample
 from atdata.errors import AtdataError, SampleError, ShardError
 from atdata.lens import Lens, network
 from atdata.protocols import DataSource
 from atdata.sample import _decoder_for, is_packable
 from atdata.shard_index import ShardIndex, build_index
-from atdata.sources import S3Source, URLSource, expand_urls
+from atdata.sources import S3Source, URLSource, expand_urls, local_path
 
 __all__ = ["Dataset"]
 
@@ -74,7 +75,10 @@ class Dataset(Generic[ST]):
     ``Dataset[T](...)`` decodes samples as ``T``; without a type, samples are
     :class:`~atdata.DictSample`. ``credentials`` (``AWS_*`` keys) are used for
     ``s3://`` URLs. ``on_error="skip"`` warns and skips a bad sample (or the rest
-    of a corrupt shard) instead of raising.
+    of a corrupt shard) instead of raising. Remote shards are read from a local
+    :class:`~atdata.cache.ShardCache` (``cache=None``: the default one under
+    ``$ATDATA_HOME/cache``; ``False``: stream without caching), with the next
+    ``prefetch`` shards downloaded while the current one is read.
 
     >>> ds = Dataset("shards/data-{000000..000002}.tar")
     >>> ds.list_shards()[-1]
@@ -109,6 +113,8 @@ class Dataset(Generic[ST]):
         credentials: Mapping[str, str] | None = None,
         on_error: OnError = "raise",
         url: str | None = None,
+        cache: ShardCache | bool | None = None,
+        prefetch: int = 2,
     ) -> None:
         if source is None:
             source = url
@@ -125,6 +131,10 @@ class Dataset(Generic[ST]):
         self._lens: Lens[Any, Any] | None = None
         self._read_type: type = self.sample_type
         self._url = source if isinstance(source, str) else None
+        self._remote: Prefetcher | None = None
+        if cache is not False:
+            shard_cache = cache if isinstance(cache, ShardCache) else ShardCache()
+            self._remote = Prefetcher(shard_cache, self.source, prefetch)
 
     # ------------------------------------------------------------------ description
 
@@ -182,7 +192,7 @@ class Dataset(Generic[ST]):
 
     def ordered(self, batch_size: int | None = None) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
         """Samples in shard order, then tar order; batches of ``batch_size`` if given."""
-        payloads = (p for shard in self.list_shards() for p in self._payloads(shard))
+        payloads = (p for s in self._prefetch_order(self.list_shards()) for p in self._payloads(s))
         return self._emit(payloads, batch_size)
 
     def shuffled(
@@ -202,6 +212,7 @@ class Dataset(Generic[ST]):
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         order = self.list_shards()
         rng.shuffle(order)
+        self._prefetch_order(order)
         return self._emit(
             self._shuffled_payloads(order, rng, buffer_shards, buffer_samples), batch_size
         )
@@ -266,8 +277,16 @@ class Dataset(Generic[ST]):
             stream.close()
 
     def _open(self, shard: str) -> IO[bytes]:
-        """Open one shard of the source for reading."""
-        return self.source.open_shard(shard)
+        """Open one shard for reading; a remote one as its local copy in the shard cache."""
+        if self._remote is None or local_path(shard) is not None:
+            return self.source.open_shard(shard)
+        return self._remote.open(shard)
+
+    def _prefetch_order(self, shards: list[str]) -> list[str]:
+        """Announce the order of the next shard reads, so remote ones download ahead; return it."""
+        if self._remote is not None:
+            self._remote.prefetch([s for s in shards if local_path(s) is None])
+        return shards
 
     def _member_key(self, shard: str, name: str, off: int) -> str | None:
         """The key of a ``.msgpack`` member with dots in its directory; report any other member."""
@@ -466,6 +485,22 @@ class Dataset(Generic[ST]):
             rank=rank,
             world_size=world_size,
         )
+
+    # ------------------------------------------------------------------ processing
+
+    def map_shards(
+        self, fn: Callable[[Any], Any], output_pattern: str, **kwargs: Any
+    ) -> Dataset[Any]:
+        """``fn`` (a function or lens) applied to every sample, one output shard per input shard.
+
+        Keyword arguments (``engine="local"|"dask"``, ``maxcount``, ``num_workers``,
+        ``client``) are those of :func:`atdata.processing.map_dataset`.
+
+        >>> # gray = ds.map_shards(to_gray, "gray/data-%06d.tar", engine="dask")
+        """
+        from atdata.processing import map_dataset
+
+        return map_dataset(self, fn, output_pattern, **kwargs)
 
 
 def _rebuild(sample_type: type, state: dict[str, Any]) -> Dataset[Any]:

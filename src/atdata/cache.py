@@ -1,0 +1,447 @@
+"""A local disk cache of remote shards, with retries, LRU eviction and prefetching.
+
+Remote shards (S3, HTTP, PDS blobs) are downloaded whole into ``ShardCache``
+and read from there as local files, which the reader memory-maps. Entries are
+named by a hash of the shard id (never the URL itself, which may carry a
+token), written under a temporary name and renamed when complete, and evicted
+least recently used first when the cache grows past ``max_bytes``. Several
+processes (DataLoader workers) can share one cache directory: an exclusive
+``flock`` on a per-entry lock file makes one process download a shard while
+the others wait, and readers hold a shared lock so an open entry is never
+evicted. :class:`Prefetcher` downloads the next shards of an iteration order
+in a few threads while the current one is read.
+
+>>> import io, tempfile
+>>> cache = ShardCache(tempfile.mkdtemp(), max_bytes=2**20)
+>>> cache.fetch("https://example.org/a.tar", lambda: io.BytesIO(b"tar bytes")).read_bytes()
+b'tar bytes'
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import random
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from atdata.errors import ShardError
+from atdata.protocols import DataSource
+from atdata.sources import S3Source, redact_url
+
+__all__ = ["Prefetcher", "ShardCache", "default_cache_dir", "opener_for", "s3_ranged_stream"]
+
+Opener = Callable[[], IO[bytes]]
+_COPY = 16 << 20  # one ranged part per read: no copy in between
+_NO_RETRY_STATUS = frozenset({400, 401, 403})
+
+
+def default_cache_dir() -> Path:
+    """``$ATDATA_HOME/cache``, or ``~/.atdata/cache`` when ``ATDATA_HOME`` is unset."""
+    home = os.environ.get("ATDATA_HOME")
+    return (Path(home) if home else Path.home() / ".atdata") / "cache"
+
+
+def _retryable(exc: BaseException) -> bool:
+    """False for errors no retry can fix: an unknown shard id, bad credentials, a bad request."""
+    if isinstance(exc, KeyError | TypeError | ValueError):
+        return False
+    response = getattr(exc, "response", None)  # botocore ClientError
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if response else None
+    return status not in _NO_RETRY_STATUS
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ShardError):
+        return str(exc).rpartition(": ")[2] or type(exc).__name__
+    response = getattr(exc, "response", None)
+    if response:
+        return f"S3 {response.get('Error', {}).get('Code', 'error')}"
+    return type(exc).__name__
+
+
+class _Pinned(io.FileIO):
+    """A cached shard opened for reading; holds a shared lock on its entry until closed."""
+
+    def __init__(self, path: Path, lock_fd: int) -> None:
+        super().__init__(path, "rb")
+        self._lock_fd = lock_fd
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # releases the shared lock
+                self._lock_fd = -1
+
+
+class ShardCache:
+    """Remote shards kept as local files under ``root``, at most ``max_bytes`` of them.
+
+    ``fetch`` downloads a shard once (retrying transient errors ``retries``
+    times with exponential backoff from ``backoff`` seconds) and returns its
+    local path; ``open`` also pins it against eviction until the file is closed.
+
+    >>> import io, tempfile
+    >>> cache = ShardCache(tempfile.mkdtemp())
+    >>> with cache.open("s3://bucket/shard-0.tar", lambda: io.BytesIO(b"x")) as f:
+    ...     f.read()
+    b'x'
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        max_bytes: int = 10 * 2**30,
+        retries: int = 4,
+        backoff: float = 0.25,
+    ) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.max_bytes = max_bytes
+        self.retries = retries
+        self.backoff = backoff
+
+    def __repr__(self) -> str:
+        return f"ShardCache({str(self.root)!r}, max_bytes={self.max_bytes})"
+
+    # ------------------------------------------------------------------ entries
+
+    def path(self, shard_id: str) -> Path:
+        """Where the shard is (or would be) cached: a hash of its id, never the id itself."""
+        return self.root / (hashlib.sha256(shard_id.encode()).hexdigest()[:40] + ".tar")
+
+    def __contains__(self, shard_id: str) -> bool:
+        return self.path(shard_id).exists()
+
+    def total_bytes(self) -> int:
+        """Bytes held by complete entries."""
+        return sum(size for _, size, _ in self._entries())
+
+    def _entries(self) -> Iterator[tuple[Path, int, float]]:
+        try:
+            scan = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return
+        for entry in scan:
+            if entry.name.endswith(".tar"):
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue
+                yield Path(entry.path), st.st_size, st.st_mtime
+
+    @contextmanager
+    def _locked(self, entry: Path, mode: int) -> Iterator[int | None]:
+        """Hold ``flock(mode)`` on the entry's lock file; yield None if a non-blocking lock failed."""
+        lock = entry.with_suffix(".lock")
+        while True:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, mode)
+            except BlockingIOError:
+                os.close(fd)
+                yield None
+                return
+            try:  # the lock file may have been evicted (unlinked) while we waited
+                same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ fetching
+
+    def fetch(self, shard_id: str, opener: Opener) -> Path:
+        """The local path of ``shard_id``, downloaded through ``opener()`` if not cached yet.
+
+        Raises :class:`~atdata.ShardError` naming the (redacted) URL when every try failed.
+        """
+        path = self.path(shard_id)
+        if self._touch(path):
+            return path
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._locked(path, fcntl.LOCK_EX):
+            if not self._touch(path):  # else another process or thread finished it meanwhile
+                self._download(shard_id, opener, path)
+                self.trim()  # our lock keeps the new entry
+        return path
+
+    def open(self, shard_id: str, opener: Opener) -> IO[bytes]:
+        """The cached shard opened for reading, fetched first if needed; never evicted while open."""
+        path = self.path(shard_id)
+        while True:
+            self.fetch(shard_id, opener)
+            with self._locked(path, fcntl.LOCK_SH) as fd:
+                assert fd is not None
+                if self._touch(path):  # not evicted since: pin it
+                    return _Pinned(path, os.dup(fd))  # the dup keeps the lock after this block
+
+    def _touch(self, path: Path) -> bool:
+        try:
+            os.utime(path)  # the mtime is the entry's last access, for LRU
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _download(self, shard_id: str, opener: Opener, path: Path) -> None:
+        for stale in self.root.glob(path.stem + ".*.part"):  # a crashed download; we hold the lock
+            stale.unlink(missing_ok=True)
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                delay = self.backoff * 2 ** (attempt - 1)
+                time.sleep(min(delay * random.uniform(0.5, 1.0), 30.0))
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=path.stem + ".", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out, opener() as src:
+                    while chunk := src.read(_COPY):
+                        out.write(chunk)
+                os.replace(tmp, path)  # complete: only now does the entry exist
+                return
+            except Exception as exc:
+                last = exc
+                if not _retryable(exc):
+                    break
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        assert last is not None
+        if isinstance(last, KeyError):
+            raise last
+        tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
+        raise ShardError(redact_url(shard_id), f"download failed after {tries}: {_reason(last)}")
+
+    # ------------------------------------------------------------------ eviction
+
+    def trim(self) -> None:
+        """Evict least recently used entries until at most ``max_bytes`` remain.
+
+        An entry open for reading (in any process) or being downloaded is kept,
+        even when that leaves more than ``max_bytes``.
+        """
+        entries = sorted(self._entries(), key=lambda e: e[2])
+        total = sum(size for _, size, _ in entries)
+        for path, size, _ in entries:
+            if total <= self.max_bytes:
+                break
+            with self._locked(path, fcntl.LOCK_EX | fcntl.LOCK_NB) as fd:
+                if fd is None:
+                    continue  # pinned by a reader
+                path.unlink(missing_ok=True)
+                path.with_suffix(".lock").unlink(missing_ok=True)
+                total -= size
+        self._remove_orphans()
+
+    def _remove_orphans(self) -> None:
+        """Delete partial downloads of crashed processes and lock files of evicted entries."""
+        for name in os.listdir(self.root):
+            if not name.endswith((".part", ".lock")):
+                continue
+            entry = self.root / (name.split(".", 1)[0] + ".tar")
+            if name.endswith(".lock") and entry.exists():
+                continue
+            with self._locked(entry, fcntl.LOCK_EX | fcntl.LOCK_NB) as fd:
+                if fd is not None:  # no one is downloading or reading it
+                    (self.root / name).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Evict every entry that is not open or being downloaded."""
+        max_bytes, self.max_bytes = self.max_bytes, 0
+        try:
+            self.trim()
+        finally:
+            self.max_bytes = max_bytes
+
+
+# --------------------------------------------------------------------------- S3 downloads
+
+
+class _RangedS3(io.RawIOBase):
+    """An S3 object read as parallel ranged GETs, handed out in order, one part per ``read``."""
+
+    def __init__(
+        self, client: Any, bucket: str, key: str, part_size: int, concurrency: int
+    ) -> None:
+        self._client, self._bucket, self._key = client, bucket, key
+        first = client.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{part_size - 1}")
+        total = int(first.get("ContentRange", "/").rpartition("/")[2] or first["ContentLength"])
+        self._pool = ThreadPoolExecutor(max(1, concurrency)) if total > part_size else None
+        self._parts: deque[Future[bytes]] = deque()
+        if self._pool is not None:
+            for start in range(part_size, total, part_size):
+                end = min(start + part_size, total)
+                self._parts.append(self._pool.submit(self._get, start, end))
+        self._buf = self._body(first, min(part_size, total))
+        self._pos = 0
+
+    @staticmethod
+    def _body(response: dict[str, Any], expect: int) -> bytes:
+        data: bytes = response["Body"].read()
+        if len(data) != expect:
+            raise OSError(f"short read: {len(data)} of {expect} bytes")
+        return data
+
+    def _get(self, start: int, end: int) -> bytes:
+        response = self._client.get_object(
+            Bucket=self._bucket, Key=self._key, Range=f"bytes={start}-{end - 1}"
+        )
+        return self._body(response, end - start)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes of the current part (the whole part, uncopied, if it fits)."""
+        if self._pos == len(self._buf):
+            if not self._parts:
+                return b""
+            self._buf, self._pos = self._parts.popleft().result(), 0
+        left = len(self._buf) - self._pos
+        n = left if size is None or size < 0 else min(size, left)
+        if self._pos == 0 and n == len(self._buf):
+            out = self._buf
+        else:
+            out = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return out
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            for part in self._parts:
+                part.cancel()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        super().close()
+
+
+def s3_ranged_stream(
+    client: Any,
+    bucket: str,
+    key: str,
+    *,
+    part_size: int = 16 << 20,
+    concurrency: int = 4,
+) -> IO[bytes]:
+    """Read an S3 object as ``concurrency`` parallel ranged GETs of ``part_size`` bytes.
+
+    A short body raises ``OSError``; S3 errors are botocore's ``ClientError``.
+
+    >>> # stream = s3_ranged_stream(boto3.client("s3"), "bucket", "data-000000.tar")
+    """
+    return _RangedS3(client, bucket, key, part_size, concurrency)  # type: ignore[return-value]
+
+
+def opener_for(source: DataSource, shard_id: str) -> Opener:
+    """How to download one shard of ``source``: ranged GETs for S3, ``open_shard`` otherwise."""
+    if isinstance(source, S3Source):
+        bucket, _, key = shard_id[len("s3://") :].partition("/")
+        if not shard_id.startswith("s3://") or bucket != source.bucket or key not in source.keys:
+            raise KeyError(f"{shard_id!r} is not a shard of this source")
+        client = source.client  # created here, in the caller's thread: creation is not thread-safe
+        return lambda: s3_ranged_stream(client, bucket, key)
+    return lambda: source.open_shard(shard_id)
+
+
+# --------------------------------------------------------------------------- prefetching
+
+
+class Prefetcher:
+    """Reads shards of ``source`` through ``cache``, downloading the next ``depth`` ahead.
+
+    ``prefetch(order)`` announces the order in which shards will be opened;
+    ``open(shard)`` returns the cached copy, then keeps ``depth`` shards of the
+    order that were not opened yet downloading in a small thread pool. It never
+    holds more than ``depth`` shards ahead; ``depth=0`` downloads on demand only.
+
+    >>> # p = Prefetcher(ShardCache(), S3Source.from_urls("s3://b/d-{0..9}.tar"), depth=2)
+    >>> # p.prefetch(p.source.list_shards()); f = p.open("s3://b/d-0.tar")
+    """
+
+    def __init__(self, cache: ShardCache, source: DataSource, depth: int = 2) -> None:
+        if depth < 0:
+            raise ValueError(f"prefetch depth must be >= 0, not {depth}")
+        self.cache = cache
+        self.source = source
+        self.depth = depth
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._order: list[str] = []
+        self._next = 0  # order[:_next] were opened or scheduled
+        self._opened: set[str] = set()
+        self._pending: dict[str, Future[Path]] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cache": self.cache, "source": self.source, "depth": self.depth}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def prefetch(self, shard_ids: Sequence[str]) -> None:
+        """Start downloading the first shards of ``shard_ids``, the order of the next reads."""
+        with self._lock:
+            if self._pid != os.getpid():  # forked: the parent's threads are not here
+                self._reset()
+            self._order = list(shard_ids)
+            self._next = 0
+            self._opened = set()
+            self._pending = {}
+            self._schedule()
+
+    def open(self, shard_id: str) -> IO[bytes]:
+        """The cached copy of ``shard_id`` opened for reading (a local file)."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._reset()
+            future = self._pending.pop(shard_id, None)
+            self._opened.add(shard_id)
+            self._schedule()
+        if future is not None:
+            future.result()  # a failed download raises its ShardError here
+        return self.cache.open(shard_id, opener_for(self.source, shard_id))
+
+    def _schedule(self) -> None:
+        while len(self._pending) < self.depth and self._next < len(self._order):
+            shard = self._order[self._next]
+            self._next += 1
+            if shard in self._opened or shard in self._pending or shard in self.cache:
+                continue
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(min(self.depth, 4), "atdata-prefetch")
+            opener = opener_for(self.source, shard)
+            self._pending[shard] = self._pool.submit(self.cache.fetch, shard, opener)
+
+    def close(self) -> None:
+        """Cancel downloads that have not started."""
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            self._reset()
