@@ -12,18 +12,44 @@ and lenses. Team layer: :mod:`atdata.local`. Federation layer: :mod:`atdata.atmo
 1
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from atdata.batch import SampleBatch
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
 from atdata.errors import AtdataError, LensNotFoundError, SampleError, SchemaError, ShardError
 from atdata.lens import Lens, LensNetwork, lens
-from atdata.local import Index
 from atdata.protocols import AbstractDataStore, AbstractIndex, DataSource, IndexEntry, Packable
 from atdata.sample import PackableSample, packable
 from atdata.sources import S3Source, URLSource
 from atdata.writer import ShardWriter, write_samples
+
+if TYPE_CHECKING:
+    from atdata.atmosphere.blobs import BlobSource
+    from atdata.load import DatasetDict, load_dataset
+    from atdata.local import Index
+    from atdata.promote import promote_to_atmosphere
+
+# The team and federation layers load on first use, so ``import atdata`` stays light.
+_LAZY = {
+    "BlobSource": "atdata.atmosphere.blobs",
+    "DatasetDict": "atdata.load",
+    "Index": "atdata.local",
+    "load_dataset": "atdata.load",
+    "promote_to_atmosphere": "atdata.promote",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'atdata' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 try:
     __version__ = version("atdata")
@@ -34,8 +60,10 @@ __all__ = [
     "AbstractDataStore",
     "AbstractIndex",
     "AtdataError",
+    "BlobSource",
     "DataSource",
     "Dataset",
+    "DatasetDict",
     "DictSample",
     "Index",
     "IndexEntry",
@@ -53,6 +81,8 @@ __all__ = [
     "URLSource",
     "__version__",
     "lens",
+    "load_dataset",
     "packable",
+    "promote_to_atmosphere",
     "write_samples",
 ]
