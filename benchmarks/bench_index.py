@@ -96,6 +96,13 @@ def us_each(seconds: list[float], n: int) -> float:
     return median(seconds) / n * 1e6
 
 
+def ratio(ours: float, peer: float | None, higher_is_better: bool = True) -> float | None:
+    """How far ahead atdata is (above 1: ahead), as the runner computes it."""
+    if peer is None:
+        return None
+    return ours / peer if higher_is_better else peer / ours
+
+
 # --------------------------------------------------------------------------- seed-era Redis reads
 
 
@@ -151,6 +158,7 @@ def provider_rows(
             lookup_us,
             lookup_peer,
             peer_name="seed SCAN" if redis is not None else None,
+            ratio=ratio(lookup_us, lookup_peer, higher_is_better=False),
             higher_is_better=False,
             note=f"median of {cfg.reps} runs of {len(names)} lookups of random names",
             entries=n,
@@ -163,6 +171,7 @@ def provider_rows(
             list_rate,
             list_peer,
             peer_name="seed SCAN" if redis is not None else None,
+            ratio=ratio(list_rate, list_peer),
             note=f"{n} entries in {median(times['list']):.2f} s (median of {cfg.reps})",
             entries=n,
         ),
@@ -223,6 +232,7 @@ def insert_rows(cfg: Config, s3: Any, tmp: str) -> list[dict[str, Any]]:
             value,
             peer,
             peer_name="boto3 upload_file",
+            ratio=ratio(value, peer),
             target=">= 0.8x boto3",
             met=value >= 0.8 * peer,
             note=(

@@ -167,7 +167,16 @@ class Index:
         return schema_ref(name, version)
 
     def get_schema(self, ref: str) -> dict[str, Any]:
-        """The schema record for ``ref``, with ``$ref`` added (``KeyError`` if unknown)."""
+        """The schema record for ``ref``, with ``$ref`` added (``KeyError`` if unknown).
+
+        ``atdata://local/sampleSchema/Name`` (no ``@version``) is the latest version.
+        """
+        if isinstance(ref, str) and ref.startswith(SCHEMA_REF_PREFIX) and "@" not in ref:
+            name = ref[len(SCHEMA_REF_PREFIX) :]
+            versions = self.provider.schema_versions(name)
+            if not versions:
+                raise KeyError(f"no schema named {name!r} in {self.provider.location}")
+            ref = schema_ref(name, max(versions, key=_version_key))
         name, version = parse_schema_ref(ref)
         try:
             record = self.provider.get_schema(name, version)

@@ -52,12 +52,14 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
 
-# KEYS: entry-cids hash. ARGV: name, entry key prefix. One round trip: the CID and its hash.
+# KEYS: entry-cids hash. ARGV: name, entry key prefix, then the field names to read.
+# One round trip: the CID and the entry's fields.
 _GET_BY_NAME = """
 local cid = redis.call('HGET', KEYS[1], ARGV[1])
 if not cid then return false end
-return {cid, redis.call('HGETALL', ARGV[2] .. cid)}
+return {cid, redis.call('HMGET', ARGV[2] .. cid, unpack(ARGV, 3))}
 """
+_FIELDS = ("name", "schema_ref", "data_urls", "cid", "metadata", "shards", "created_at")
 
 
 def _redis() -> Any:
@@ -148,21 +150,29 @@ class RedisProvider(IndexProvider):
             name, cid = clashes[0]
             raise EntryExistsError(name, cid, self.location)
 
+    def _entry(self, cid: str | bytes, values: list[Any]) -> LocalDatasetEntry | None:
+        """The entry from its ``_FIELDS`` values; None if the hash does not exist."""
+        if values[0] is None:
+            return None
+        fields = {k: v for k, v in zip(_FIELDS, values) if v is not None}
+        where = f"{self.location}, entry {cid.decode() if isinstance(cid, bytes) else cid}"
+        return LocalDatasetEntry.from_fields(fields, where)
+
     def get_entry(self, cid: str) -> LocalDatasetEntry:
         with self._errors():
-            fields = self.client.hgetall(self._entry_prefix + cid)
-        if not fields:
+            values = self.client.hmget(self._entry_prefix + cid, _FIELDS)
+        found = self._entry(cid, values)
+        if found is None:
             raise KeyError(f"no dataset entry with CID {cid!r} in {self.location}")
-        return LocalDatasetEntry.from_fields(fields, f"{self.location}, entry {cid}")
+        return found
 
     def get_entry_by_name(self, name: str) -> LocalDatasetEntry:
         with self._errors():
-            found = self._get_by_name(keys=[self._cids], args=[name, self._entry_prefix])
-        if not found or not found[1]:
+            found = self._get_by_name(keys=[self._cids], args=[name, self._entry_prefix, *_FIELDS])
+        entry = self._entry(found[0], found[1]) if found else None
+        if entry is None:
             raise KeyError(f"no dataset named {name!r} in {self.location}")
-        cid, flat = found
-        fields = dict(zip(flat[::2], flat[1::2]))
-        return LocalDatasetEntry.from_fields(fields, f"{self.location}, entry {cid.decode()}")
+        return entry
 
     def iter_entries(self) -> Iterator[LocalDatasetEntry]:
         low: bytes = b"-"
@@ -174,12 +184,12 @@ class RedisProvider(IndexProvider):
                 cids = self.client.hmget(self._cids, names)
                 pipe = self.client.pipeline(transaction=False)
                 for cid in cids:
-                    pipe.hgetall(self._entry_prefix + (cid or b"").decode())
+                    pipe.hmget(self._entry_prefix + (cid or b"").decode(), _FIELDS)
                 rows = pipe.execute()
-            for cid, fields in zip(cids, rows):
-                if fields:  # skipped: a name whose entry was deleted behind the index's back
-                    where = f"{self.location}, entry {cid.decode()}"
-                    yield LocalDatasetEntry.from_fields(fields, where)
+            for cid, values in zip(cids, rows):
+                entry = self._entry(cid, values)
+                if entry is not None:  # else: deleted behind the index's back
+                    yield entry
             if len(names) < PAGE:
                 return
             low = b"(" + names[-1]

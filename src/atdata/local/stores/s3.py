@@ -71,9 +71,9 @@ class S3DataStore(DataStore):
         credentials: Mapping[str, str] | str | os.PathLike[str] | None = None,
         *,
         bucket: str,
-        part_size: int = 16 * MiB,
-        max_concurrency: int = 8,
-        workers: int = 4,
+        part_size: int = 8 * MiB,
+        max_concurrency: int = 10,
+        workers: int = 2,
     ) -> None:
         if not isinstance(bucket, str) or not bucket or "/" in bucket:
             raise ValueError(f"bucket must be a bucket name, not {bucket!r}")
