@@ -5,13 +5,15 @@ Path forms:
 * a local file, a directory (every ``*.tar`` under it), a glob (``data/*.tar``),
   a brace pattern (``{train,test}-{000..009}.tar``), an ``http(s)://`` or
   ``s3://`` URL (``s3://`` globs are listed in the bucket);
-* ``@local/name``: a dataset in the default local index (or ``index=``);
+* ``@local/name``: a dataset in the default index (see :func:`get_default_index`)
+  or in ``index=``;
 * ``@handle/name`` or ``@did:plc:.../name``: a dataset record of that account,
   read from its own PDS;
 * ``at://did/ac.foundation.dataset.record/rkey``: a dataset record.
 
-Splits are detected from file names (``train``/``training``, ``test``/``testing``,
-``validation``/``valid``/``val``/``dev``) and default to ``train``.
+Splits are detected from file names (``train``/``training``, ``test``/``testing``/
+``eval``, ``validation``/``valid``/``val``/``dev``), looking only below the fixed
+part of the path, and default to ``train``.
 
 >>> # ds = load_dataset("data/{train,test}-{000..009}.tar", split="train")
 >>> # splits = load_dataset("@local/mnist")          # DatasetDict
@@ -19,6 +21,7 @@ Splits are detected from file names (``train``/``training``, ``test``/``testing`
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import os
 import re
@@ -29,9 +32,16 @@ from urllib.parse import urlsplit
 
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
-from atdata.sources import expand_urls
+from atdata.sources import expand_urls, redact_url
 
-__all__ = ["DatasetDict", "detect_split", "load_dataset", "set_default_index"]
+__all__ = [
+    "DatasetDict",
+    "detect_split",
+    "get_default_index",
+    "index_from_env",
+    "load_dataset",
+    "set_default_index",
+]
 
 _SPLITS = (
     ("train", r"train|training"),
@@ -42,15 +52,22 @@ _SPLIT_RE = [
     (name, re.compile(rf"(?:^|[/_.\-])(?:{words})(?=$|[/_.\-\d])", re.IGNORECASE))
     for name, words in _SPLITS
 ]
+_PATTERN_CHARS = re.compile(r"[{*?\[]")
 _default_index: Any = None
+
+DataFiles = str | Sequence[str] | Mapping[str, str | Sequence[str]]
 
 
 class DatasetDict(dict[str, Dataset[Any]]):
-    """Datasets by split name.
+    """Datasets by split name; ``entry`` is the index entry they were read from, if any.
 
     >>> DatasetDict().num_shards
     {}
     """
+
+    def __init__(self, splits: Mapping[str, Dataset[Any]] | None = None, *, entry: Any = None):
+        super().__init__(splits or {})
+        self.entry = entry
 
     @property
     def sample_type(self) -> type | None:
@@ -63,23 +80,60 @@ class DatasetDict(dict[str, Dataset[Any]]):
         return {name: len(ds.list_shards()) for name, ds in self.items()}
 
 
+# --------------------------------------------------------------------------- default index
+
+
 def set_default_index(index: Any) -> None:
-    """Set the index that ``@local/name`` resolves in (default: ``atdata.local.LocalIndex()``)."""
+    """Set the index that ``@local/name`` resolves in (``None``: back to the default)."""
     global _default_index
     _default_index = index
 
 
-def _get_default_index() -> Any:
+def index_from_env(environ: Mapping[str, str] | None = None) -> Any:
+    """The index the environment describes.
+
+    ``ATDATA_INDEX`` is a ``redis://`` URL, a ``postgresql://`` DSN, or a SQLite
+    file (path or ``sqlite:///path``); unset, ``$ATDATA_HOME/index.db``.
+    ``ATDATA_BUCKET`` makes an :class:`~atdata.local.S3DataStore` on that bucket
+    (``AWS_*`` variables for endpoint and keys) the data store; unset, shards go to
+    ``$ATDATA_HOME/data``.
+    """
+    from atdata.local import LocalIndex, S3DataStore
+
+    env = os.environ if environ is None else environ
+    store = None
+    bucket = env.get("ATDATA_BUCKET")
+    if bucket:
+        creds = {k: v for k, v in env.items() if k.startswith("AWS_")}
+        store = S3DataStore(creds, bucket=bucket)
+    where = env.get("ATDATA_INDEX", "").strip()
+    if where.startswith(("redis://", "rediss://", "unix://")):
+        return LocalIndex(redis=where, data_store=store)
+    if where.startswith(("postgresql://", "postgres://")):
+        return LocalIndex(dsn=where, data_store=store)
+    if where:
+        return LocalIndex(path=where.removeprefix("sqlite://"), data_store=store)
+    return LocalIndex(data_store=store)
+
+
+def get_default_index() -> Any:
+    """The index of ``@local/name``: the one set with :func:`set_default_index`, else
+    :func:`index_from_env` (made once)."""
     global _default_index
     if _default_index is None:
-        from atdata.local import LocalIndex
-
-        _default_index = LocalIndex()
+        _default_index = index_from_env()
     return _default_index
 
 
+# --------------------------------------------------------------------------- splits
+
+
 def detect_split(path: str) -> str:
-    """The split a shard belongs to, from its file name first, then its directories."""
+    """The split a shard belongs to, from its file name first, then its directories.
+
+    >>> detect_split("mnist/validation/shard-000.tar"), detect_split("train-000.tar")
+    ('validation', 'train')
+    """
     name = path.rstrip("/").rsplit("/", 1)[-1]
     for target in (name, path):
         for split, pattern in _SPLIT_RE:
@@ -88,52 +142,89 @@ def detect_split(path: str) -> str:
     return "train"
 
 
-def _group(urls: Sequence[str]) -> dict[str, list[str]]:
-    groups: dict[str, list[str]] = {}
-    for u in urls:
-        groups.setdefault(detect_split(u), []).append(u)
-    return groups
+def _fixed_dir(pattern: str) -> str:
+    """The directory part of ``pattern`` before any brace or glob character."""
+    m = _PATTERN_CHARS.search(pattern)
+    if m is None and not urlsplit(pattern).scheme and os.path.isdir(pattern):
+        return pattern
+    prefix = pattern if m is None else pattern[: m.start()]
+    return prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+
+
+def _below(base: str, url: str) -> str:
+    """The part of ``url`` under ``base``: what split detection looks at."""
+    if not base:
+        return url
+    if urlsplit(url).scheme and len(urlsplit(url).scheme) > 1:
+        return url[len(base) :] if url.startswith(base) else url
+    rel = os.path.relpath(os.path.normpath(url), os.path.normpath(base))
+    return url if rel.startswith("..") else rel.replace(os.sep, "/")
+
+
+# --------------------------------------------------------------------------- expansion
 
 
 def _is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
-def _expand(path: str) -> list[str]:
-    """Every shard a path, pattern, directory or URL names, in sorted order."""
-    out: list[str] = []
+def _expand(path: str) -> list[tuple[str, str]]:
+    """``(shard, name under the fixed directory)`` for every shard ``path`` names, in order.
+
+    A brace pattern must name existing files: a missing one raises
+    ``FileNotFoundError`` rather than quietly shrinking the dataset.
+    """
+    base = _fixed_dir(path)
+    out: list[tuple[str, str]] = []
+    missing: list[str] = []
     for item in expand_urls(path):
         scheme = urlsplit(item).scheme
-        if scheme == "s3" and _is_glob(item):
-            out.extend(_s3_glob(item))
+        if scheme == "s3":
+            found = _s3_glob(item) if _is_glob(item) else [item]
         elif scheme in ("http", "https"):
             if _is_glob(item):
                 raise ValueError(
-                    f"HTTP URLs cannot be listed, so the glob in {item!r} cannot be expanded"
+                    f"HTTP URLs cannot be listed, so the glob in {redact_url(item)!r} "
+                    "cannot be expanded; name the shards or use a brace pattern"
                 )
-            out.append(item)
+            found = [item]
         elif scheme in ("", "file") or len(scheme) == 1:
             local = item[len("file://") :] if scheme == "file" else item
             if os.path.isdir(local):
-                out.extend(sorted(str(p) for p in Path(local).rglob("*.tar")))
+                found = sorted(str(p) for p in Path(local).rglob("*.tar") if p.is_file())
             elif _is_glob(local):
-                out.extend(sorted(glob.glob(local, recursive=True)))
+                found = sorted(p for p in glob.glob(local, recursive=True) if os.path.isfile(p))
             elif os.path.exists(local):
-                out.append(item)
+                found = [item]
+            else:
+                missing.append(item)
+                found = []
         else:
-            out.append(item)
-    return out
+            found = [item]
+        out.extend((u, _below(base, u)) for u in found)
+    if missing and (out or len(missing) > 1):
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        raise FileNotFoundError(f"{path!r} names shards that do not exist: {shown}")
+    unique: dict[str, str] = {}
+    for url, rel in out:
+        unique.setdefault(url, rel)
+    return list(unique.items())
 
 
 def _s3_glob(url: str) -> list[str]:
-    import fnmatch
-
+    """The objects an ``s3://bucket/glob`` names (``AWS_*`` settings from the environment)."""
     from atdata.sources import make_s3_client
 
     parts = urlsplit(url)
     pattern = parts.path.lstrip("/")
     prefix = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
-    client = make_s3_client(os.environ.get("AWS_ENDPOINT_URL"))
+    client = make_s3_client(
+        os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT"),
+        os.environ.get("AWS_ACCESS_KEY_ID"),
+        os.environ.get("AWS_SECRET_ACCESS_KEY"),
+    )
     keys = []
     for page in client.get_paginator("list_objects_v2").paginate(
         Bucket=parts.netloc, Prefix=prefix
@@ -144,11 +235,7 @@ def _s3_glob(url: str) -> list[str]:
     return [f"s3://{parts.netloc}/{k}" for k in sorted(keys)]
 
 
-def _from_files(
-    path: str | None,
-    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None,
-    sample_type: type,
-) -> DatasetDict:
+def _from_files(path: str | None, data_files: DataFiles | None, sample_type: type) -> DatasetDict:
     groups: dict[str, list[str]] = {}
     if data_files is not None:
         base = path or ""
@@ -161,10 +248,11 @@ def _from_files(
                     if (urlsplit(f).scheme or os.path.isabs(f) or not base)
                     else os.path.join(base, f)
                 )
-                groups.setdefault(split, []).extend(_expand(full))
+                groups.setdefault(split, []).extend(u for u, _ in _expand(full))
     else:
         assert path is not None
-        groups = _group(_expand(path))
+        for url, rel in _expand(path):
+            groups.setdefault(detect_split(rel), []).append(url)
     groups = {k: v for k, v in groups.items() if v}
     if not groups:
         raise FileNotFoundError(
@@ -174,12 +262,15 @@ def _from_files(
     return DatasetDict({split: Dataset[sample_type](urls) for split, urls in groups.items()})  # type: ignore[valid-type]
 
 
+# --------------------------------------------------------------------------- indexes
+
+
 def _from_index(ref: str, sample_type: type | None, index: Any) -> DatasetDict:
     authority, _, name = ref[1:].partition("/")
-    if not name:
+    if not authority or not name:
         raise ValueError(f"{ref!r} is not of the form @local/name, @handle/name or @did/name")
     if authority == "local":
-        idx = index if index is not None else _get_default_index()
+        idx = index if index is not None else get_default_index()
         entry = idx.get_dataset(name)
     else:
         from atdata.atmosphere.resolve import find_dataset
@@ -192,34 +283,53 @@ def _entry_splits(idx: Any, entry: Any, sample_type: type | None) -> DatasetDict
     if sample_type is None:
         sample_type = idx.decode_schema(entry.schema_ref)
     make = getattr(idx, "dataset_for", None)
-    if make is not None:
-        ds = make(entry, sample_type)
-        return DatasetDict({"train": ds})
-    return DatasetDict({"train": Dataset[sample_type](entry.data_urls)})  # type: ignore[valid-type]
+    ds = make(entry, sample_type) if make is not None else Dataset[sample_type](entry.data_urls)  # type: ignore[valid-type]
+    return DatasetDict({"train": ds}, entry=entry)
+
+
+def _sample_type(spec: type | str | None, index: Any) -> type | None:
+    """A sample type, or the type a schema reference (``atdata://``, ``at://``) decodes to."""
+    if spec is None or isinstance(spec, type):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"sample_type must be a type or a schema reference, not {spec!r}")
+    if spec.startswith("at://"):
+        from atdata.atmosphere.resolve import decode_schema
+
+        return decode_schema(spec, index=index)  # type: ignore[no-any-return]
+    idx = index if index is not None else get_default_index()
+    return idx.decode_schema(spec)  # type: ignore[no-any-return]
 
 
 def load_dataset(
-    path: str,
-    sample_type: type | None = None,
+    path: str | os.PathLike[str],
+    sample_type: type | str | None = None,
     *,
     split: str | None = None,
-    data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]] | None = None,
+    data_files: DataFiles | None = None,
     index: Any = None,
 ) -> Any:
     """Open a dataset: a :class:`Dataset` for ``split``, else a :class:`DatasetDict` of splits.
 
-    ``sample_type`` defaults to the stored schema for index names and
-    AT-URIs, and to :class:`~atdata.DictSample` for files.
+    ``sample_type`` is a ``@packable`` type or a schema reference
+    (``atdata://local/sampleSchema/Name@1.0.0``; without ``@version`` the latest).
+    It defaults to the stored schema for index names and AT-URIs, and to
+    :class:`~atdata.DictSample` for files. ``data_files`` (a path, a list, or
+    ``{split: paths}``) names the shards relative to ``path``. ``index`` is the
+    index ``@local/name`` and schema references resolve in (default:
+    :func:`get_default_index`), or an ``AtmosphereIndex`` for ``@handle/name``.
     """
+    path = os.fspath(path)
+    wanted = _sample_type(sample_type, index)
     if path.startswith("@"):
-        splits = _from_index(path, sample_type, index)
+        splits = _from_index(path, wanted, index)
     elif path.startswith("at://"):
         from atdata.atmosphere.resolve import get_dataset_entry
 
         idx, entry = get_dataset_entry(path, index=index)
-        splits = _entry_splits(idx, entry, sample_type)
+        splits = _entry_splits(idx, entry, wanted)
     else:
-        splits = _from_files(path, data_files, sample_type or DictSample)
+        splits = _from_files(path, data_files, wanted or DictSample)
     if split is None:
         return splits
     if split not in splits:
