@@ -24,6 +24,8 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import msgpack
+
 from atdata.local.entry import LocalDatasetEntry
 from atdata.local.providers.base import (
     PAGE,
@@ -58,6 +60,20 @@ _GET_BY_NAME = """
 local cid = redis.call('HGET', KEYS[1], ARGV[1])
 if not cid then return false end
 return {cid, redis.call('HMGET', ARGV[2] .. cid, unpack(ARGV, 3))}
+"""
+# KEYS: entry-names zset, entry-cids hash. ARGV: lower bound, page size, entry key prefix,
+# then the field names. One round trip per page, returned as one msgpack blob (parsed in C):
+# [last name, [[cid, [field values]], ...]].
+_PAGE = """
+local names = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, name in ipairs(names) do
+  local cid = redis.call('HGET', KEYS[2], name)
+  if cid then
+    out[#out + 1] = {cid, redis.call('HMGET', ARGV[3] .. cid, unpack(ARGV, 4))}
+  end
+end
+return cmsgpack.pack({names[#names] or false, #names, out})
 """
 _FIELDS = ("name", "schema_ref", "data_urls", "cid", "metadata", "shards", "created_at")
 
@@ -113,6 +129,7 @@ class RedisProvider(IndexProvider):
         self._schema_prefix = f"{namespace}LocalSchema:"
         self._put = client.register_script(_PUT_ENTRY)
         self._get_by_name = client.register_script(_GET_BY_NAME)
+        self._page = client.register_script(_PAGE)
         with self._errors():
             client.ping()
 
@@ -178,21 +195,19 @@ class RedisProvider(IndexProvider):
         low: bytes = b"-"
         while True:
             with self._errors():
-                names = self.client.zrangebylex(self._names, low, b"+", start=0, num=PAGE)
-                if not names:
-                    return
-                cids = self.client.hmget(self._cids, names)
-                pipe = self.client.pipeline(transaction=False)
-                for cid in cids:
-                    pipe.hmget(self._entry_prefix + (cid or b"").decode(), _FIELDS)
-                rows = pipe.execute()
-            for cid, values in zip(cids, rows):
-                entry = self._entry(cid, values)
-                if entry is not None:  # else: deleted behind the index's back
+                blob = self._page(
+                    keys=[self._names, self._cids], args=[low, PAGE, self._entry_prefix, *_FIELDS]
+                )
+            last, count, rows = msgpack.unpackb(blob, raw=True)
+            for cid, values in rows:
+                # Lua turns a missing field into false; a missing hash was deleted behind
+                # the index's back and is skipped
+                entry = self._entry(cid, [v if v is not False else None for v in values])
+                if entry is not None:
                     yield entry
-            if len(names) < PAGE:
+            if count < PAGE:
                 return
-            low = b"(" + names[-1]
+            low = b"(" + last
 
     # ---------------------------------------------------------------- schemas
 
