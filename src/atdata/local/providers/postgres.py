@@ -90,8 +90,12 @@ class PostgresProvider(SqlProvider):
             if self._conn.closed or self._conn.broken:
                 self._conn = self._connect()
             try:
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    yield cur
+                if write:
+                    with self._conn.transaction(), self._conn.cursor() as cur:
+                        yield cur
+                else:  # one autocommitted statement: no BEGIN and COMMIT round trips
+                    with self._conn.cursor() as cur:
+                        yield cur
             except psycopg.IntegrityError:
                 raise
             except psycopg.Error as exc:
