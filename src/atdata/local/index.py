@@ -26,6 +26,9 @@ from atdata.dict_sample import DictSample
 from atdata.errors import SchemaError
 from atdata.local.entry import LocalDatasetEntry, ShardInfo, check_name
 from atdata.local.providers.base import EntryExistsError, IndexProvider
+from atdata.local.providers.postgres import PostgresProvider
+from atdata.local.providers.redis import RedisProvider
+from atdata.local.providers.sqlite import SqliteProvider
 from atdata.local.stores.base import DataStore, VerifiedSource
 from atdata.local.stores.disk import LocalDiskStore
 from atdata.protocols import AbstractDataStore
@@ -113,16 +116,10 @@ class Index:
                 raise TypeError(f"provider must be an IndexProvider, not {type(provider).__name__}")
             self.provider = provider
         elif redis is not None:
-            from atdata.local.providers.redis import RedisProvider
-
             self.provider = RedisProvider(redis, namespace=namespace)
         elif dsn is not None:
-            from atdata.local.providers.postgres import PostgresProvider
-
             self.provider = PostgresProvider(dsn)
         else:
-            from atdata.local.providers.sqlite import SqliteProvider
-
             self.provider = SqliteProvider(path if path is not None else atdata_home() / "index.db")
         self._data_store = (
             data_store if data_store is not None else LocalDiskStore(atdata_home() / "data")
