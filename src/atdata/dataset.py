@@ -192,8 +192,15 @@ class Dataset(Generic[ST]):
 
     def ordered(self, batch_size: int | None = None) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
         """Samples in shard order, then tar order; batches of ``batch_size`` if given."""
-        payloads = (p for s in self._prefetch_order(self.list_shards()) for p in self._payloads(s))
-        return self._emit(payloads, batch_size)
+        order = self._prefetch_order(self.list_shards())
+        if batch_size is None:
+            return self._ordered_samples(order)
+        return self._emit((p for s in order for p in self._payloads(s)), batch_size)
+
+    def _ordered_samples(self, shards: list[str]) -> Iterator[Any]:
+        decode = self._decoder(copy=True)
+        for shard in shards:
+            yield from self._payloads(shard, decode)
 
     def shuffled(
         self,
@@ -246,8 +253,15 @@ class Dataset(Generic[ST]):
         rng.shuffle(buf)
         yield from buf
 
-    def _payloads(self, shard: str) -> Iterator[tuple[str, str, Any]]:
-        """``(shard, key, payload)`` for every sample of one shard; payloads are memoryviews if local."""
+    def _payloads(
+        self, shard: str, decode: Callable[[str, str, Any], Any] | None = None
+    ) -> Iterator[Any]:
+        """``(shard, key, payload)`` for every sample of one shard, or the decoded samples.
+
+        Payloads are memoryviews into the memory-mapped shard when it is a local
+        file. With ``decode``, samples are decoded here (one generator level less
+        on the hottest path) and a bad one is skipped or raised per ``on_error``.
+        """
         try:
             stream = self._open(shard)
         except (ShardError, KeyError, OSError) as exc:
@@ -255,22 +269,31 @@ class Dataset(Generic[ST]):
             return
         try:
             mapped = map_file(stream)
+            members: Iterator[tuple[str, int, Any]]
             if mapped is not None:
                 view = memoryview(mapped)
-                # fast path, fused: one generator level for the common '<key>.msgpack' member
-                for name, off, size in iter_members(mapped, shard):
-                    key = name[:-8]
-                    if (name[-8:] == _SUFFIX and "." not in key) or (
-                        key := self._member_key(shard, name, off)
-                    ) is not None:
-                        yield shard, key, view[off : off + size]
+                members = iter_members(mapped, shard)
             else:
-                for name, off, payload in iter_stream_members(stream, shard):
-                    key = name[:-8]
-                    if (name[-8:] == _SUFFIX and "." not in key) or (
-                        key := self._member_key(shard, name, off)
-                    ) is not None:
-                        yield shard, key, payload
+                members = iter_stream_members(stream, shard)
+            for name, off, size_or_payload in members:
+                key = name[:-8]
+                if not (name[-8:] == _SUFFIX and "." not in key):
+                    found = self._member_key(shard, name, off)
+                    if found is None:
+                        continue
+                    key = found
+                payload = (
+                    view[off : off + size_or_payload] if mapped is not None else size_or_payload
+                )
+                if decode is None:
+                    yield shard, key, payload
+                    continue
+                try:
+                    sample = decode(shard, key, payload)
+                except SampleError as exc:
+                    self._fail(exc)
+                    continue
+                yield sample
         except ShardError as exc:
             self._fail(exc)
         finally:
