@@ -22,7 +22,7 @@ import pytest
 from numpy.typing import NDArray
 
 import atdata
-from atdata.cache import Prefetcher, ShardCache, default_cache_dir, opener_for, s3_ranged_stream
+from atdata.cache import Prefetcher, S3Object, ShardCache, default_cache_dir, opener_for
 from atdata.sources import S3Source, URLSource
 
 KB = 1024
@@ -442,12 +442,16 @@ def test_s3_ranged_download_matches_the_object(
     data = payload(1000 * KB + 123)
     s3_client.put_object(Bucket=s3_bucket, Key="blob", Body=data)
     for part in (64 * KB, 1000 * KB + 123, 4 << 20):
-        with s3_ranged_stream(s3_client, s3_bucket, "blob", part_size=part, concurrency=3) as s:
-            got = b"".join(iter(lambda: s.read(100 * KB), b""))
-        assert got == data
+        obj = S3Object(s3_client, s3_bucket, "blob", part_size=part, concurrency=3)
+        with open(tmp_path / "out", "wb") as f:
+            assert obj.write_to(f) == len(data)
+        assert (tmp_path / "out").read_bytes() == data
+        with obj() as stream:
+            assert stream.read() == data
     source = S3Source.from_credentials(s3_env, s3_bucket, ["blob"])
     url = f"s3://{s3_bucket}/blob"
-    assert ShardCache(tmp_path).fetch(url, opener_for(source, url)).read_bytes() == data
+    assert isinstance(opener_for(source, url), S3Object)
+    assert ShardCache(tmp_path / "c").fetch(url, opener_for(source, url)).read_bytes() == data
     with pytest.raises(KeyError):
         opener_for(source, f"s3://{s3_bucket}/other")
 
