@@ -4,6 +4,13 @@ Records (schemas, datasets, lenses) live in the publisher's repository on their
 Personal Data Server, under the ``ac.foundation.dataset.*`` lexicons shipped with
 this package; shards can be stored there too, as blobs.
 
+- :class:`AtmosphereIndex` (with :class:`PDSBlobStore`): the federated
+  :class:`~atdata.AbstractIndex`;
+- :class:`SchemaPublisher` / :class:`SchemaLoader`, :class:`DatasetPublisher` /
+  :class:`DatasetLoader`, :class:`LensPublisher` / :class:`LensLoader`: one
+  record collection each;
+- :class:`AtmosphereClient`: sessions, records, blobs and identity resolution.
+
     >>> from atdata.atmosphere import AtmosphereClient, AtUri
     >>> AtUri.parse("at://did:plc:abc123/ac.foundation.dataset.sampleSchema/xyz789").rkey
     'xyz789'
@@ -19,6 +26,7 @@ from atdata.atmosphere._lexicon import (
     to_record_json,
     validate_record,
 )
+from atdata.atmosphere.blob_store import PDSBlobStore, StoredBlob
 from atdata.atmosphere.blobs import (
     BlobIntegrityError,
     BlobNotFoundError,
@@ -34,12 +42,19 @@ from atdata.atmosphere.client import (
     RateLimitedError,
     RecordNotFoundError,
 )
+from atdata.atmosphere.datasets import DatasetLoader, DatasetPublisher
+from atdata.atmosphere.index import AtmosphereIndex, AtmosphereIndexEntry, PrivateURLError
+from atdata.atmosphere.lens import CodeReference, LensLoader, LensPublisher
+from atdata.atmosphere.records import InvalidRecordError, Record
+from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher
 from atdata.atmosphere.uri import AtUri, BlobUrl, is_blob_url, make_tid
 
 __all__ = [
     "AtUri",
     "AtmosphereClient",
     "AtmosphereError",
+    "AtmosphereIndex",
+    "AtmosphereIndexEntry",
     "AuthenticationError",
     "BatchWriteError",
     "BlobIntegrityError",
@@ -47,12 +62,24 @@ __all__ = [
     "BlobSource",
     "BlobTooLargeError",
     "BlobUrl",
+    "CodeReference",
+    "DatasetLoader",
+    "DatasetPublisher",
     "IdentityError",
     "IdentityResolver",
+    "InvalidRecordError",
+    "LensLoader",
+    "LensPublisher",
     "LexiconValidationError",
     "NotAuthenticatedError",
+    "PDSBlobStore",
+    "PrivateURLError",
     "RateLimitedError",
+    "Record",
     "RecordNotFoundError",
+    "SchemaLoader",
+    "SchemaPublisher",
+    "StoredBlob",
     "get_lexicon",
     "is_blob_url",
     "lexicon_ids",

@@ -1,0 +1,516 @@
+"""Dataset records (``ac.foundation.dataset.record``): publish them, list them, open them.
+
+A dataset record names the dataset, points at its sample schema (``schemaRef``,
+pinned by ``schemaCid``) and says where every shard is:
+
+- ``storageExternal``: shard URLs (brace patterns allowed; every shard, never
+  just the first), optionally with the SHA-256 of each shard;
+- ``storageBlobs``: blob refs in the same repository, which also keeps the PDS
+  from garbage-collecting them.
+
+``metadata`` is a msgpack-encoded dict (``{"$bytes": ...}`` in JSON), ``size``
+counts samples, bytes and shards. Records are checked against the lexicon
+before anything is sent, and again when read.
+
+    >>> # uri = DatasetPublisher(client).publish_with_urls(
+    >>> #     urls=["https://example.com/data-{000000..000009}.tar"],
+    >>> #     schema_uri=str(schema_uri), name="Demo", tags=["demo"], license="MIT")
+    >>> # ds = DatasetLoader(client).to_dataset(uri, DemoSample)
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+import msgpack
+
+from atdata.atmosphere.blob_store import PDSBlobStore, StoredBlob
+from atdata.atmosphere.records import (
+    DATASET_COLLECTION,
+    InvalidRecordError,
+    Record,
+    fetch_record,
+    iter_records,
+    timestamp,
+)
+from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher
+from atdata.atmosphere.uri import AtUri, BlobUrl
+from atdata.dataset import Dataset, SourceLike, make_source
+from atdata.dict_sample import DictSample
+from atdata.local.entry import ShardInfo
+from atdata.local.stores.base import VerifiedSource
+from atdata.sample import PackableSample
+from atdata.sources import expand_urls
+from atdata.writer import write_samples
+
+if TYPE_CHECKING:
+    from atdata.atmosphere.client import AtmosphereClient
+
+__all__ = [
+    "BLOBS_STORAGE",
+    "EXTERNAL_STORAGE",
+    "DatasetLoader",
+    "DatasetPublisher",
+    "StorageType",
+    "blob_shard_urls",
+    "dataset_record",
+    "decode_metadata",
+    "open_record",
+    "storage_type",
+]
+
+EXTERNAL_STORAGE = "ac.foundation.dataset.storageExternal"
+BLOBS_STORAGE = "ac.foundation.dataset.storageBlobs"
+StorageType = Literal["external", "blobs"]
+
+
+def dataset_record(
+    *,
+    name: str,
+    schema_ref: str | AtUri,
+    storage: Mapping[str, Any],
+    schema_cid: str | None = None,
+    description: str | None = None,
+    tags: Sequence[str] | None = None,
+    license: str | None = None,
+    metadata: Mapping[str, Any] | bytes | None = None,
+    size: Mapping[str, int] | None = None,
+    splits: Sequence[Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An ``ac.foundation.dataset.record`` (not sent); ``metadata`` is msgpack-encoded.
+
+    >>> rec = dataset_record(name="d", schema_ref="at://did:plc:a/ac.foundation.dataset.sampleSchema/3k",
+    ...     storage={"$type": EXTERNAL_STORAGE, "urls": ["https://x.org/d.tar"]}, metadata={"n": 1})
+    >>> rec["metadata"]
+    b'\\x81\\xa1n\\x01'
+    """
+    record: dict[str, Any] = {
+        "$type": DATASET_COLLECTION,
+        "name": name,
+        "schemaRef": str(schema_ref),
+        "storage": dict(storage),
+        "createdAt": timestamp(),
+    }
+    if schema_cid is not None:
+        record["schemaCid"] = schema_cid
+    if description is not None:
+        record["description"] = description
+    if tags is not None:
+        if isinstance(tags, str):
+            raise TypeError("tags must be a list of strings, not a string")
+        record["tags"] = list(tags)
+    if license is not None:
+        record["license"] = license
+    if metadata is not None:
+        record["metadata"] = (
+            bytes(metadata)
+            if isinstance(metadata, bytes | bytearray)
+            else msgpack.packb(dict(metadata), use_bin_type=True)
+        )
+    if size:
+        record["size"] = dict(size)
+    if splits:
+        record["splits"] = [dict(s) for s in splits]
+    return record
+
+
+def decode_metadata(record: Mapping[str, Any], uri: str = "") -> dict[str, Any] | None:
+    """The msgpack-decoded ``metadata`` of a dataset record, or None when it has none."""
+    raw = record.get("metadata")
+    if raw is None:
+        return None
+    try:
+        data = raw if isinstance(raw, bytes) else base64.b64decode(_padded(raw["$bytes"]))
+        value = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
+        raise InvalidRecordError(
+            f"{uri}: metadata is not msgpack bytes ({exc})", target=uri
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidRecordError(f"{uri}: metadata is not a msgpack map", target=uri)
+    return value
+
+
+def _padded(text: str) -> str:
+    return text + "=" * (-len(text) % 4)
+
+
+def storage_type(record: Mapping[str, Any], uri: str = "") -> StorageType:
+    """``"external"`` or ``"blobs"``, from the exact ``$type`` of ``record["storage"]``."""
+    kind = record.get("storage", {}).get("$type")
+    if kind == EXTERNAL_STORAGE:
+        return "external"
+    if kind == BLOBS_STORAGE:
+        return "blobs"
+    raise InvalidRecordError(f"{uri}: unknown storage type {kind!r}", target=uri)
+
+
+def blob_shard_urls(record: Mapping[str, Any], did: str) -> list[str]:
+    """The ``at://{did}/blob/{cid}`` shard ids of a blob-stored dataset record of ``did``."""
+    return [str(BlobUrl(did, b["ref"]["$link"])) for b in record["storage"]["blobs"]]
+
+
+class DatasetPublisher:
+    """Publish dataset records, with shards at external URLs or as blobs in our PDS.
+
+    Example::
+
+        publisher = DatasetPublisher(client)
+        uri = publisher.publish_with_urls(
+            urls=["s3://example-bucket/demo-data-{000000..000009}.tar"],
+            schema_uri=str(schema_uri), name="Demo Image Dataset", license="MIT")
+        uri = publisher.publish(atdata.Dataset[FeatureSample]("temp.tar"), name="features")
+    """
+
+    def __init__(self, client: AtmosphereClient, *, blob_store: PDSBlobStore | None = None) -> None:
+        self.client = client
+        self.blob_store = blob_store if blob_store is not None else PDSBlobStore(client)
+
+    def _pin_schema(self, schema_uri: str | AtUri) -> tuple[str, str | None]:
+        """``(uri, cid)`` of an existing schema record (it is read, so a typo fails now)."""
+        record = SchemaLoader(self.client).get(schema_uri)
+        return record.uri, record.cid
+
+    def publish_with_urls(
+        self,
+        urls: str | Sequence[str],
+        schema_uri: str | AtUri,
+        *,
+        name: str,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        license: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        sha256: Sequence[str] | None = None,
+        samples: int | None = None,
+        splits: Sequence[Mapping[str, Any]] | None = None,
+        rkey: str | None = None,
+    ) -> AtUri:
+        """Publish a dataset whose shards stay at ``urls`` (every shard; brace patterns allowed).
+
+        ``sha256`` lists the hex digest of each shard in brace-expanded order;
+        ``samples`` is the total number of samples, when known.
+        """
+        record = self._external_record(
+            urls,
+            self._pin_schema(schema_uri),
+            name=name,
+            description=description,
+            tags=tags,
+            license=license,
+            metadata=metadata,
+            sha256=sha256,
+            samples=samples,
+            splits=splits,
+        )
+        return self.client.create_record(DATASET_COLLECTION, record, rkey=rkey)
+
+    @staticmethod
+    def _external_record(
+        urls: str | Sequence[str],
+        schema: tuple[str, str | None],
+        *,
+        sha256: Sequence[str] | None = None,
+        samples: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        url_list = [urls] if isinstance(urls, str) else [str(u) for u in urls]
+        if not url_list:
+            raise ValueError("a dataset needs at least one shard URL")
+        shards = expand_urls(url_list)
+        storage: dict[str, Any] = {"$type": EXTERNAL_STORAGE, "urls": url_list}
+        if sha256 is not None:
+            if len(sha256) != len(shards):
+                raise ValueError(
+                    f"{len(sha256)} SHA-256 digests for {len(shards)} shards "
+                    "(brace patterns expanded)"
+                )
+            storage["sha256"] = [s.lower() for s in sha256]
+        size = {"shards": len(shards)}
+        if samples is not None:
+            size["samples"] = samples
+        return dataset_record(
+            schema_ref=schema[0], schema_cid=schema[1], storage=storage, size=size, **fields
+        )
+
+    def publish_many(self, datasets: Iterable[Mapping[str, Any]]) -> list[AtUri]:
+        """Publish many external-URL datasets with few requests (``applyWrites`` batches).
+
+        Each item holds the keyword arguments of :meth:`publish_with_urls`
+        (``urls``, ``schema_uri``, ``name``...). Every record is built and checked
+        before the first is sent.
+
+        Example::
+
+            uris = publisher.publish_many(
+                {"urls": [f"https://x.org/part-{i}.tar"], "schema_uri": s, "name": f"part-{i}"}
+                for i in range(500))
+        """
+        pins: dict[str, tuple[str, str | None]] = {}
+        writes = []
+        for item in datasets:
+            spec = dict(item)
+            urls, schema_uri = spec.pop("urls"), str(spec.pop("schema_uri"))
+            rkey = spec.pop("rkey", None)
+            if schema_uri not in pins:
+                pins[schema_uri] = self._pin_schema(schema_uri)
+            writes.append(
+                (DATASET_COLLECTION, self._external_record(urls, pins[schema_uri], **spec), rkey)
+            )
+        return self.client.apply_writes(writes)
+
+    def publish_blobs(
+        self,
+        blobs: Sequence[StoredBlob],
+        schema_uri: str | AtUri,
+        *,
+        name: str,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        license: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        rkey: str | None = None,
+    ) -> AtUri:
+        """Write the dataset record that references (and so keeps) already uploaded blobs."""
+        if not blobs:
+            raise ValueError("a blob-stored dataset needs at least one blob")
+        ref, cid = self._pin_schema(schema_uri)
+        record = dataset_record(
+            name=name,
+            schema_ref=ref,
+            schema_cid=cid,
+            storage={"$type": BLOBS_STORAGE, "blobs": [b.ref for b in blobs]},
+            description=description,
+            tags=tags,
+            license=license,
+            metadata=metadata,
+            size={
+                "samples": sum(b.samples for b in blobs),
+                "bytes": sum(b.size for b in blobs),
+                "shards": len(blobs),
+            },
+        )
+        # Checked (lexicon, size) before the record is sent; the blobs are already there.
+        return self.client.create_record(DATASET_COLLECTION, record, rkey=rkey)
+
+    def publish_with_blobs(
+        self,
+        blobs: Sequence[bytes | str | os.PathLike[str] | IO[bytes]],
+        schema_uri: str | AtUri,
+        *,
+        name: str,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        license: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        rkey: str | None = None,
+    ) -> AtUri:
+        """Upload tar shards (bytes, paths or files) as blobs, then write the record keeping them.
+
+        Shards larger than the server's blob limit are split; no record is written
+        unless every blob arrived.
+        """
+        self._pin_schema(schema_uri)  # fail before uploading anything
+        with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
+            paths = [_as_path(b, Path(tmp) / f"blob-{i:06d}.tar") for i, b in enumerate(blobs)]
+            stored = self.blob_store.upload_shards(paths)
+        return self.publish_blobs(
+            stored,
+            schema_uri,
+            name=name,
+            description=description,
+            tags=tags,
+            license=license,
+            metadata=metadata,
+            rkey=rkey,
+        )
+
+    def publish(
+        self,
+        dataset: Dataset[Any] | SourceLike | Sequence[PackableSample],
+        *,
+        name: str,
+        schema_uri: str | AtUri | None = None,
+        schema_version: str = "1.0.0",
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        license: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        rkey: str | None = None,
+    ) -> AtUri:
+        """Publish a dataset with its shards stored as blobs in our PDS.
+
+        ``dataset`` is a :class:`~atdata.Dataset` (its shards are byte-copied), a
+        path, URL or list of them, or a list of samples held in memory (written
+        to blob-sized shards first). Without ``schema_uri`` the sample type is
+        published as ``schema_version``, or our identical schema is reused.
+        """
+        if _is_sample_list(dataset):
+            with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
+                written = write_samples(
+                    dataset,  # type: ignore[arg-type]
+                    Path(tmp) / "data.tar",
+                    maxsize=self.blob_store.blob_limit,
+                )
+                return self.publish(
+                    written,
+                    name=name,
+                    schema_uri=schema_uri,
+                    schema_version=schema_version,
+                    description=description,
+                    tags=tags,
+                    license=license,
+                    metadata=metadata,
+                    rkey=rkey,
+                )
+        if schema_uri is None:
+            sample_type = getattr(dataset, "sample_type", DictSample)
+            if sample_type is DictSample:
+                raise ValueError("pass schema_uri=..., or a typed Dataset[T] to publish its schema")
+            schema_uri = SchemaPublisher(self.client).find_or_publish(
+                sample_type, version=schema_version
+            )
+        else:
+            self._pin_schema(schema_uri)
+        stored = self.blob_store.upload_shards(dataset)  # type: ignore[arg-type]
+        return self.publish_blobs(
+            stored,
+            schema_uri,
+            name=name,
+            description=description,
+            tags=tags,
+            license=license,
+            metadata=metadata,
+            rkey=rkey,
+        )
+
+
+def _is_sample_list(value: Any) -> bool:
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) > 0
+        and all(isinstance(v, PackableSample) for v in value)
+    )
+
+
+def _as_path(blob: bytes | str | os.PathLike[str] | IO[bytes], spill: Path) -> str:
+    """A file path holding ``blob``: a path as is, bytes or a file object copied to ``spill``."""
+    if isinstance(blob, str | os.PathLike):
+        return os.fspath(blob)
+    with open(spill, "wb") as out:
+        if isinstance(blob, bytes | bytearray | memoryview):
+            out.write(blob)
+        elif hasattr(blob, "read"):
+            shutil.copyfileobj(blob, out, 1 << 20)
+        else:
+            raise TypeError(f"a blob is bytes, a path or a binary file, not {type(blob).__name__}")
+    return str(spill)
+
+
+class DatasetLoader:
+    """Read dataset records (ours or any account's) and open them as typed datasets.
+
+    Example::
+
+        loader = DatasetLoader(client)
+        for rec in loader.list_all(limit=10):
+            print(rec.uri, rec["name"], loader.get_storage_type(rec.uri))
+        ds = loader.to_dataset(rec.uri, FeatureSample)
+    """
+
+    def __init__(self, client: AtmosphereClient) -> None:
+        self.client = client
+
+    def get(self, uri: str | AtUri) -> Record:
+        """The dataset record at ``uri``, checked against the lexicon."""
+        return fetch_record(self.client, uri, DATASET_COLLECTION)
+
+    def iter_all(self, *, repo: str | None = None) -> Iterator[Record]:
+        """Every dataset record of ``repo`` (a DID or handle; default: ours), newest first."""
+        return iter_records(self.client, DATASET_COLLECTION, repo=repo)
+
+    def list_all(self, limit: int | None = None, *, repo: str | None = None) -> list[Record]:
+        """Dataset records of ``repo`` (default: ours), newest first, every page up to ``limit``."""
+        out: list[Record] = []
+        if limit is not None and limit <= 0:
+            return out
+        for record in self.iter_all(repo=repo):
+            out.append(record)
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def get_storage_type(self, uri: str | AtUri) -> StorageType:
+        """``"external"`` (URLs) or ``"blobs"`` (PDS blobs)."""
+        record = self.get(uri)
+        return storage_type(record, record.uri)
+
+    def get_urls(self, uri: str | AtUri) -> list[str]:
+        """The shard URLs of an external-storage dataset, as recorded (brace patterns kept)."""
+        record = self.get(uri)
+        if storage_type(record, record.uri) != "external":
+            raise ValueError(f"{record.uri}: shards are stored as blobs; use get_blob_urls")
+        return list(record["storage"]["urls"])
+
+    def get_blobs(self, uri: str | AtUri) -> list[dict[str, Any]]:
+        """The blob refs of a blob-storage dataset."""
+        record = self.get(uri)
+        if storage_type(record, record.uri) != "blobs":
+            raise ValueError(f"{record.uri}: shards are at external URLs; use get_urls")
+        return [dict(b) for b in record["storage"]["blobs"]]
+
+    def get_blob_urls(self, uri: str | AtUri) -> list[str]:
+        """HTTP ``getBlob`` URLs of a blob-storage dataset's shards (on the owner's PDS)."""
+        record = self.get(uri)
+        did = AtUri.parse(record.uri).authority
+        return [
+            self.client.get_blob_url(did, b["ref"]["$link"]) for b in self.get_blobs(record.uri)
+        ]
+
+    def get_metadata(self, uri: str | AtUri) -> dict[str, Any] | None:
+        """The dataset's metadata dict (msgpack-decoded), or None."""
+        record = self.get(uri)
+        return decode_metadata(record, record.uri)
+
+    def to_dataset(
+        self, uri: str | AtUri, sample_type: type | None = None, **options: Any
+    ) -> Dataset[Any]:
+        """A :class:`~atdata.Dataset` over every shard (blobs streamed and CID-checked).
+
+        ``sample_type`` defaults to the type decoded from the record's schema;
+        ``options`` go to :class:`~atdata.Dataset`.
+        """
+        record = self.get(uri)
+        return open_record(self.client, record, sample_type, **options)
+
+
+def open_record(
+    client: AtmosphereClient, record: Record, sample_type: type | None = None, **options: Any
+) -> Dataset[Any]:
+    """A typed :class:`~atdata.Dataset` over every shard of a checked dataset record.
+
+    External shards with recorded SHA-256 are verified as they are read; blobs
+    are verified against their CIDs.
+    """
+    if sample_type is None:
+        sample_type = SchemaLoader(client).decode(record["schemaRef"])
+    source: Any
+    if storage_type(record, record.uri) == "blobs":
+        did = AtUri.parse(record.uri).authority
+        source = client.blob_source(blob_shard_urls(record, client.resolve_did(did)))
+    else:
+        urls = expand_urls(record["storage"]["urls"])
+        source = make_source(urls)
+        digests = record["storage"].get("sha256")
+        if digests and len(digests) == len(urls):
+            source = VerifiedSource(
+                source, {u: ShardInfo(u, None, d) for u, d in zip(urls, digests)}
+            )
+    return Dataset[sample_type](source, **options)  # type: ignore[valid-type]

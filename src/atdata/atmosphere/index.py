@@ -1,0 +1,387 @@
+"""``AtmosphereIndex``: the federated index, the same :class:`~atdata.AbstractIndex` as the team one.
+
+Schemas and datasets are records in the client's repository. With a
+:class:`PDSBlobStore` as ``data_store``, ``insert_dataset`` uploads the shards as
+blobs (every blob first, then one record that references them all); without one,
+it publishes the dataset's own shard URLs, after refusing those nobody else
+could read (local paths, loopback or private addresses, ``s3://`` buckets that
+need credentials) unless ``allow_private_urls=True``.
+
+    >>> # index = AtmosphereIndex(client, data_store=PDSBlobStore(client))
+    >>> # schema_uri = index.publish_schema(FeatureSample, version="1.0.0")
+    >>> # entry = index.insert_dataset(dataset, name="features", schema_ref=schema_uri)
+    >>> # ds = index.dataset_for(entry)            # Dataset[FeatureSample] over the blobs
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from atdata.atmosphere.blob_store import PDSBlobStore
+from atdata.atmosphere.datasets import (
+    DatasetLoader,
+    DatasetPublisher,
+    blob_shard_urls,
+    decode_metadata,
+    open_record,
+    storage_type,
+)
+from atdata.atmosphere.records import (
+    DATASET_COLLECTION,
+    Record,
+    iter_records,
+    newest,
+)
+from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher, record_to_type
+from atdata.atmosphere.uri import AtUri, is_blob_url
+from atdata.dataset import Dataset
+from atdata.dict_sample import DictSample
+from atdata.local.entry import ShardInfo
+from atdata.local.stores.base import DataStore
+from atdata.protocols import AbstractDataStore
+from atdata.sources import expand_urls, redact_url
+
+if TYPE_CHECKING:
+    from atdata.atmosphere.client import AtmosphereClient
+
+__all__ = ["AtmosphereIndex", "AtmosphereIndexEntry", "PrivateURLError", "check_public_urls"]
+
+_PRIVATE_HOST_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa")
+
+
+class PrivateURLError(ValueError):
+    """A shard URL that only the publisher can read was about to go into a public record."""
+
+
+def _private_reason(url: str) -> str | None:
+    """Why ``url`` cannot be read by others, or None if it looks public."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not scheme or len(scheme) == 1 or scheme == "file":
+        return "it is a local file path"
+    if scheme == "at" and is_blob_url(url):
+        return "a blob of another record is not kept alive by an external URL (use PDSBlobStore)"
+    if scheme in ("s3", "minio", "gs", "gcs", "az", "abfs"):
+        return f"{scheme}:// buckets need credentials to read (publish an https:// URL instead)"
+    host = (parts.hostname or "").lower()
+    if not host:
+        return "it names no host"
+    if host == "localhost" or host.endswith(_PRIVATE_HOST_SUFFIXES) or "." not in host:
+        if ":" not in host:  # IPv6 literals have no dots
+            return f"{host!r} is a local or intranet host name"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not address.is_global:
+        return f"{host} is a loopback, private or link-local address"
+    return None
+
+
+def check_public_urls(urls: Sequence[str]) -> None:
+    """Raise :class:`PrivateURLError` naming the first URL others could not read.
+
+    >>> check_public_urls(["https://data.example.org/d-{000..009}.tar"])
+    >>> check_public_urls(["/home/me/d.tar"])
+    Traceback (most recent call last):
+    ...
+    atdata.atmosphere.index.PrivateURLError: refusing to publish '/home/me/d.tar': it is a local file path; pass allow_private_urls=True to publish it anyway
+    """
+    for url in urls:
+        reason = _private_reason(url)
+        if reason is not None:
+            raise PrivateURLError(
+                f"refusing to publish {redact_url(url)!r}: {reason}; "
+                "pass allow_private_urls=True to publish it anyway"
+            )
+
+
+@dataclass(frozen=True)
+class AtmosphereIndexEntry:
+    """A dataset record, as an :class:`~atdata.IndexEntry`.
+
+    ``data_urls`` lists every shard: the recorded URLs (brace patterns kept) for
+    external storage, ``at://{did}/blob/{cid}`` shard ids for blob storage.
+
+    Example::
+
+        entry = index.get_dataset("at://did:plc:abc/ac.foundation.dataset.record/3k...")
+        print(entry.name, entry.schema_ref, entry.data_urls, entry.metadata)
+    """
+
+    uri: str
+    cid: str | None
+    record: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_record(cls, record: Record) -> AtmosphereIndexEntry:
+        """From a checked dataset :class:`~atdata.atmosphere.records.Record`."""
+        storage_type(record, record.uri)  # an unknown storage kind fails here, naming the URI
+        return cls(record.uri, record.cid, record)
+
+    @property
+    def name(self) -> str:
+        """The dataset's name."""
+        return str(self.record["name"])
+
+    @property
+    def schema_ref(self) -> str:
+        """AT-URI of the sample schema."""
+        return str(self.record["schemaRef"])
+
+    @property
+    def did(self) -> str:
+        """The DID of the repository holding the record."""
+        return AtUri.parse(self.uri).authority
+
+    @property
+    def storage_type(self) -> str:
+        """``"external"`` or ``"blobs"``."""
+        return storage_type(self.record, self.uri)
+
+    @property
+    def data_urls(self) -> list[str]:
+        """Every shard: URLs as recorded, or ``at://{did}/blob/{cid}`` ids."""
+        if self.storage_type == "blobs":
+            return blob_shard_urls(self.record, self.did)
+        return list(self.record["storage"]["urls"])
+
+    @property
+    def shards(self) -> tuple[ShardInfo, ...]:
+        """Per-shard URL, size and SHA-256 where recorded (brace patterns expanded)."""
+        storage = self.record["storage"]
+        if self.storage_type == "blobs":
+            return tuple(
+                ShardInfo(url, int(blob["size"]), None)
+                for url, blob in zip(self.data_urls, storage["blobs"])
+            )
+        urls = expand_urls(storage["urls"])
+        digests = storage.get("sha256") or [None] * len(urls)
+        return tuple(ShardInfo(u, None, d) for u, d in zip(urls, digests))
+
+    @cached_property
+    def metadata(self) -> dict[str, Any] | None:
+        """The msgpack-decoded metadata dict, or None."""
+        return decode_metadata(self.record, self.uri)
+
+    @property
+    def description(self) -> str | None:
+        """The description, if any."""
+        return self.record.get("description")
+
+    @property
+    def tags(self) -> list[str]:
+        """The tags (empty if none)."""
+        return list(self.record.get("tags", []))
+
+    @property
+    def license(self) -> str | None:
+        """SPDX id or URL of the license, if any."""
+        return self.record.get("license")
+
+    @property
+    def size(self) -> dict[str, int]:
+        """``{"samples", "bytes", "shards"}`` as far as recorded."""
+        return dict(self.record.get("size", {}))
+
+    @property
+    def created_at(self) -> str:
+        """``createdAt`` of the record."""
+        return str(self.record.get("createdAt", ""))
+
+
+class AtmosphereIndex:
+    """Datasets and schemas published as records in ``client``'s repository.
+
+    ``data_store``: a :class:`PDSBlobStore` stores shards as blobs; another
+    :class:`~atdata.AbstractDataStore` (S3, disk) copies them there and publishes
+    its URLs; None publishes the dataset's own URLs. Either way, URLs that others
+    could not read are refused unless ``allow_private_urls`` is set here or on the
+    call. Reading (``get_*``, ``list_*`` with ``repo=``) works for any account.
+
+    Example::
+
+        index = AtmosphereIndex(client, data_store=PDSBlobStore(client))
+        schema_uri = index.publish_schema(FeatureSample, version="1.0.0")
+        entry = index.insert_dataset(dataset, name="features", schema_ref=schema_uri)
+        ds = index.dataset_for(entry)
+    """
+
+    def __init__(
+        self,
+        client: AtmosphereClient,
+        *,
+        data_store: AbstractDataStore | None = None,
+        allow_private_urls: bool = False,
+    ) -> None:
+        self.client = client
+        self._data_store = data_store
+        self.allow_private_urls = allow_private_urls
+        self._schemas = SchemaLoader(client)
+        self._datasets = DatasetLoader(client)
+
+    def __repr__(self) -> str:
+        return f"AtmosphereIndex({self.client!r}, {self._data_store!r})"
+
+    @property
+    def data_store(self) -> AbstractDataStore | None:
+        """Where :meth:`insert_dataset` puts shards (None: they stay where they are)."""
+        return self._data_store
+
+    # ---------------------------------------------------------------- schemas
+
+    def publish_schema(
+        self,
+        sample_type: type,
+        *,
+        version: str = "1.0.0",
+        description: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Publish ``sample_type`` as a schema record; return its AT-URI.
+
+        If our repository already holds a schema with this type's identity,
+        version and fields, that one is returned instead of publishing a copy.
+        """
+        uri = SchemaPublisher(self.client).find_or_publish(
+            sample_type, version=version, description=description, metadata=metadata
+        )
+        return str(uri)
+
+    def get_schema(self, ref: str) -> Record:
+        """The schema record at AT-URI ``ref`` (any account's), lexicon-checked."""
+        return self._schemas.get(ref)
+
+    @property
+    def schemas(self) -> Iterator[Record]:
+        """Every schema record of our repository, newest first."""
+        return self._schemas.iter_all()
+
+    def list_schemas(self, repo: str | None = None) -> list[Record]:
+        """Every schema record of ``repo`` (default: ours)."""
+        return self._schemas.list_all(repo=repo)
+
+    def decode_schema(self, ref: str) -> type:
+        """The sample type described by the schema at ``ref``, rebuilt from the record alone."""
+        record = self.get_schema(ref)
+        return record_to_type(record, uri=record.uri)
+
+    # ---------------------------------------------------------------- datasets
+
+    def insert_dataset(
+        self,
+        dataset: Dataset[Any],
+        *,
+        name: str,
+        schema_ref: str | AtUri | None = None,
+        description: str | None = None,
+        tags: Sequence[str] | None = None,
+        license: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        prefix: str | None = None,
+        allow_private_urls: bool | None = None,
+    ) -> AtmosphereIndexEntry:
+        """Publish ``dataset`` (every shard) as a dataset record; return its entry.
+
+        Without ``schema_ref`` the dataset's sample type is published (or our
+        identical schema reused). ``prefix`` is the folder for a non-blob data store.
+        """
+        publisher = DatasetPublisher(
+            self.client,
+            blob_store=self._data_store if isinstance(self._data_store, PDSBlobStore) else None,
+        )
+        if schema_ref is None:
+            sample_type = getattr(dataset, "sample_type", DictSample)
+            if sample_type is DictSample:
+                raise ValueError("pass schema_ref=..., or a typed Dataset[T] to publish its schema")
+            schema_ref = self.publish_schema(sample_type)
+        fields: dict[str, Any] = {
+            "name": name,
+            "description": description,
+            "tags": tags,
+            "license": license,
+            "metadata": metadata,
+        }
+        if isinstance(self._data_store, PDSBlobStore):
+            uri = publisher.publish(dataset, schema_uri=schema_ref, **fields)
+        else:
+            allow = self.allow_private_urls if allow_private_urls is None else allow_private_urls
+            uri = self._publish_urls(publisher, dataset, schema_ref, prefix or name, allow, fields)
+        return self.get_dataset(uri)
+
+    def _publish_urls(
+        self,
+        publisher: DatasetPublisher,
+        dataset: Dataset[Any],
+        schema_ref: str | AtUri,
+        prefix: str,
+        allow_private: bool,
+        fields: dict[str, Any],
+    ) -> AtUri:
+        store = self._data_store
+        digests: list[str] | None = None
+        if isinstance(store, DataStore):
+            copied = store.copy_shards(dataset, prefix=prefix)
+            urls = [s.url for s in copied]
+            digests = [s.sha256 for s in copied if s.sha256] or None
+        elif store is not None:
+            urls = store.write_shards(dataset, prefix=prefix)
+        else:
+            urls = dataset.list_shards()
+        if not allow_private:
+            check_public_urls(urls)
+        return publisher.publish_with_urls(urls, schema_ref, sha256=digests, **fields)
+
+    def get_dataset(self, ref: str | AtUri) -> AtmosphereIndexEntry:
+        """The dataset at AT-URI ``ref`` (any account's), or our newest one named ``ref``."""
+        text = str(ref)
+        if text.startswith("at://"):
+            return AtmosphereIndexEntry.from_record(self._datasets.get(text))
+        return self.find_dataset(text)
+
+    def find_dataset(self, name: str, *, repo: str | None = None) -> AtmosphereIndexEntry:
+        """The newest dataset named ``name`` in ``repo`` (default: ours); ``KeyError`` if none."""
+        found = newest(
+            r for r in iter_records(self.client, DATASET_COLLECTION, repo=repo) if r["name"] == name
+        )
+        if found is None:
+            where = repo if repo is not None else self.client.did
+            raise KeyError(f"no dataset named {name!r} in {where}")
+        return AtmosphereIndexEntry.from_record(found)
+
+    @property
+    def datasets(self) -> Iterator[AtmosphereIndexEntry]:
+        """Every dataset record of our repository, newest first."""
+        return self._iter_datasets(None)
+
+    def _iter_datasets(self, repo: str | None) -> Iterator[AtmosphereIndexEntry]:
+        for record in self._datasets.iter_all(repo=repo):
+            yield AtmosphereIndexEntry.from_record(record)
+
+    def list_datasets(self, repo: str | None = None) -> list[AtmosphereIndexEntry]:
+        """Every dataset of ``repo`` (default: ours), with its URI."""
+        return list(self._iter_datasets(repo))
+
+    def dataset_for(
+        self,
+        ref: str | AtUri | AtmosphereIndexEntry,
+        sample_type: type | None = None,
+        **options: Any,
+    ) -> Dataset[Any]:
+        """Open a dataset (entry, AT-URI or our dataset's name) as a typed ``Dataset``.
+
+        Blob shards are streamed and checked against their CIDs; external shards
+        with recorded SHA-256 are checked as they are read. The type is decoded
+        from the schema record unless ``sample_type`` is given; ``options`` go
+        to :class:`~atdata.Dataset` (``cache``, ``prefetch``, ``on_error``).
+        """
+        entry = ref if isinstance(ref, AtmosphereIndexEntry) else self.get_dataset(ref)
+        record = Record(entry.record, uri=entry.uri, cid=entry.cid)
+        if sample_type is None:
+            sample_type = self.decode_schema(entry.schema_ref)
+        return open_record(self.client, record, sample_type, **options)
