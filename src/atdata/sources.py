@@ -31,8 +31,8 @@ def expand_urls(urls: str | os.PathLike[str] | Sequence[str | os.PathLike[str]])
 def redact_url(url: str) -> str:
     """``url`` without credentials or query string, safe to print."""
     parts = urlsplit(url)
-    if not parts.scheme or len(parts.scheme) == 1:  # a local path (or a Windows drive)
-        return url
+    if not parts.scheme or len(parts.scheme) == 1 or parts.scheme == "at":
+        return url  # a local path (or a Windows drive), or an at:// URI (a DID has no secrets)
     netloc = parts.hostname or ""
     if parts.port:
         netloc += f":{parts.port}"
