@@ -31,6 +31,8 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
         hint = "check the handle or DID, and ATDATA_PLC_URL for a local PDS"
     elif name == "RecordNotFoundError":
         hint = "check the at:// URI; `atdata index list @HANDLE` lists an account's datasets"
+    elif name == "PrivateURLError":
+        hint = "add --blobs to upload the shards to your PDS (or --allow-private-urls)"
     elif name in ("EntryExistsError",):
         hint = "choose another --name"
     elif name in ("IndexBackendError",):

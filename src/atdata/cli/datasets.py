@@ -138,9 +138,9 @@ def shard_size(ds: Any, shard: str, entry: Any = None) -> int | None:
     from atdata.cache import ShardCache
     from atdata.sources import local_path
 
-    info = entry.shard(shard) if entry is not None and hasattr(entry, "shard") else None
-    if info is not None and info.size is not None:
-        return int(info.size)
+    recorded = {s.url: s.size for s in getattr(entry, "shards", ()) or ()}
+    if recorded.get(shard) is not None:
+        return int(recorded[shard])  # type: ignore[arg-type]
     path = local_path(shard)
     if path is not None:
         try:

@@ -2,36 +2,194 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from atdata.cli._common import CliError, JsonOpt, emit, load_client, out
+from atdata.cli._common import CliError, JsonOpt, default_index, emit, load_client, out, progress
 
 __all__ = ["promote", "publish"]
 
-TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="A discovery tag (repeatable).")]
+TagOpt = Annotated[
+    list[str] | None, typer.Option("--tag", help="A discovery tag (repeat for more).")
+]
 DescriptionOpt = Annotated[str | None, typer.Option("--description", help="What the data is.")]
-LicenseOpt = Annotated[str | None, typer.Option("--license", help="SPDX id, e.g. MIT.")]
+LicenseOpt = Annotated[str | None, typer.Option("--license", help="SPDX id (MIT) or a URL.")]
+BlobsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--blobs", help="Upload the shards as blobs to your PDS (default: publish their URLs)."
+    ),
+]
+
+
+@contextlib.contextmanager
+def _upload_progress(client: Any, total: int | None, what: str) -> Iterator[None]:
+    """A byte progress bar advanced as each blob upload finishes."""
+    original = client.upload_blob
+    with progress(what, total, unit="bytes") as bar:
+
+        def counted(data: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            ref = original(data, *args, **kwargs)
+            bar.advance(int(ref.get("size") or 0))
+            return ref  # type: ignore[no-any-return]
+
+        client.upload_blob = counted
+        try:
+            yield
+        finally:
+            del client.upload_blob  # back to the class's method
+
+
+def _total_bytes(ds: Any) -> int | None:
+    from atdata.cli.datasets import shard_size
+
+    sizes = [shard_size(ds, s) for s in ds.list_shards()]
+    return None if None in sizes else sum(s for s in sizes if s is not None)
+
+
+def _result(client: Any, entry: Any) -> dict[str, Any]:
+    return {
+        "uri": entry.uri,
+        "name": entry.name,
+        "ref": f"@{client.handle}/{entry.name}",
+        "schema_ref": entry.schema_ref,
+        "storage": entry.storage_type,
+        "shards": len(entry.data_urls),
+        "data_urls": entry.data_urls,
+    }
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    out.print(f"published {result['ref']}")
+    out.print(f"  uri     {result['uri']}")
+    out.print(f"  schema  {result['schema_ref']}")
+    out.print(f"  shards  {result['shards']} ({result['storage']})")
+    out.print(f"read it with: atdata inspect {result['ref']}")
 
 
 def publish(
-    ref: Annotated[str, typer.Argument(help="Any dataset load_dataset opens.", show_default=False)],
+    ref: Annotated[
+        str,
+        typer.Argument(
+            help="Any dataset load_dataset opens (a path, pattern, URL or @local/name).",
+            metavar="REF",
+            show_default=False,
+        ),
+    ],
     name: Annotated[str, typer.Option("--name", help="Name of the published dataset.")],
+    blobs: BlobsOpt = False,
+    split: Annotated[
+        str | None, typer.Option("--split", "-s", help="The split to publish.")
+    ] = None,
+    sample_type: Annotated[
+        str | None,
+        typer.Option(
+            "--type", "-t", help="Schema of the samples (atdata://local/sampleSchema/Name[@v])."
+        ),
+    ] = None,
+    schema_version: Annotated[
+        str, typer.Option("--schema-version", help="Version of the published schema.")
+    ] = "1.0.0",
+    description: DescriptionOpt = None,
+    tag: TagOpt = None,
+    license: LicenseOpt = None,
+    allow_private_urls: Annotated[
+        bool,
+        typer.Option(
+            "--allow-private-urls", help="Publish URLs others cannot read (local paths, s3://)."
+        ),
+    ] = False,
     json_output: JsonOpt = False,
 ) -> None:
-    """Publish a dataset (schema and dataset records) to the logged-in account."""
-    raise CliError("not available yet", hint=None)
+    """Publish a dataset to the logged-in account: its schema, then a dataset record."""
+    from atdata.atmosphere import AtmosphereIndex, PDSBlobStore
+    from atdata.dict_sample import DictSample
+    from atdata.load import load_dataset
+
+    splits = load_dataset(ref, sample_type)
+    if split is None:
+        if len(splits) > 1:
+            raise CliError(
+                f"{ref} has the splits {sorted(splits)}; a record holds one",
+                hint="publish them one at a time with --split NAME",
+            )
+        split = next(iter(splits))
+    elif split not in splits:
+        raise ValueError(f"split {split!r} not found; available splits: {sorted(splits)}")
+    ds = splits[split]
+    if ds.sample_type is DictSample:
+        raise CliError(
+            "these samples have no type, so there is no schema to publish",
+            hint="pass --type atdata://local/sampleSchema/Name (see `atdata schema list`)",
+        )
+    client = load_client()
+    try:
+        store = PDSBlobStore(client) if blobs else None
+        index = AtmosphereIndex(client, data_store=store, allow_private_urls=allow_private_urls)
+        schema_uri = index.publish_schema(ds.sample_type, version=schema_version)
+        total = _total_bytes(ds) if blobs else None
+        with _upload_progress(client, total, f"uploading {name}"):
+            entry = index.insert_dataset(
+                ds,
+                name=name,
+                schema_ref=schema_uri,
+                description=description,
+                tags=tag or None,
+                license=license,
+            )
+        result = _result(client, entry)
+    finally:
+        client.close()
+    if not emit(result, json_output):
+        _print_result(result)
 
 
 def promote(
     name: Annotated[
-        str, typer.Argument(help="Dataset name in the local index.", show_default=False)
+        str,
+        typer.Argument(
+            help="Dataset in the local index (name, @local/name or CID).", show_default=False
+        ),
     ],
+    new_name: Annotated[
+        str | None, typer.Option("--name", help="Published name (default: the same).")
+    ] = None,
+    blobs: BlobsOpt = False,
+    description: DescriptionOpt = None,
+    tag: TagOpt = None,
+    license: LicenseOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
-    """Promote a dataset of the local index to the logged-in account."""
-    raise CliError("not available yet", hint=None)
+    """Promote a dataset of the local index to the logged-in account (schema deduplicated)."""
+    from atdata.atmosphere import PDSBlobStore
+    from atdata.promote import promote_to_atmosphere
 
+    local_index = default_index()
+    entry = local_index.get_dataset(name.removeprefix("@local/"))
+    client = load_client()
+    try:
+        store = PDSBlobStore(client) if blobs else None
+        sizes = [s.size for s in entry.shards]
+        total = sum(sizes) if sizes and None not in sizes else None
+        with _upload_progress(client, total, f"promoting {entry.name}"):
+            uri = promote_to_atmosphere(
+                entry,
+                local_index,
+                client,
+                data_store=store,
+                name=new_name,
+                description=description,
+                tags=tag or None,
+                license=license,
+            )
+        from atdata.atmosphere import AtmosphereIndex
 
-_unused: Any = (emit, load_client, out, TagOpt, DescriptionOpt, LicenseOpt)
+        published = AtmosphereIndex(client).get_dataset(str(uri))
+        result = _result(client, published)
+    finally:
+        client.close()
+    if not emit(result, json_output):
+        _print_result(result)
