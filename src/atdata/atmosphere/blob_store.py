@@ -143,7 +143,8 @@ def _count_samples(path: Path, shard_id: str) -> int:
     try:
         return sum(1 for name, _, _ in iter_members(mm, shard_id) if name.endswith(_SUFFIX))
     finally:
-        mm.close()
+        with contextlib.suppress(BufferError):  # a traceback may still hold a view: GC closes it
+            mm.close()
 
 
 class PDSBlobStore:

@@ -18,7 +18,7 @@ from typing import Any
 from atdata.atmosphere.client import AtmosphereClient
 from atdata.atmosphere.index import AtmosphereIndex, AtmosphereIndexEntry
 
-__all__ = ["find_dataset", "get_dataset_entry", "reader_index"]
+__all__ = ["decode_schema", "find_dataset", "get_dataset_entry", "reader_index"]
 
 
 def reader_index(index: Any = None) -> AtmosphereIndex:
@@ -67,3 +67,13 @@ def get_dataset_entry(
     """
     idx = reader_index(index)
     return idx, idx.get_dataset(uri)
+
+
+def decode_schema(uri: str, *, index: Any = None) -> type:
+    """The sample type described by the schema record at ``uri``, rebuilt from the record.
+
+    Example::
+
+        FeatureSample = decode_schema("at://did:plc:abc/ac.foundation.dataset.sampleSchema/3k...")
+    """
+    return reader_index(index).decode_schema(uri)
