@@ -44,7 +44,7 @@ from atdata.dict_sample import DictSample
 from atdata.local.entry import ShardInfo
 from atdata.local.stores.base import DataStore
 from atdata.protocols import AbstractDataStore
-from atdata.sources import expand_urls, redact_url
+from atdata.sources import expand_urls, local_path, redact_url
 
 if TYPE_CHECKING:
     from atdata.atmosphere.client import AtmosphereClient
@@ -81,6 +81,14 @@ def _private_reason(url: str) -> str | None:
     if not address.is_global:
         return f"{host} is a loopback, private or link-local address"
     return None
+
+
+def _as_uri(url: str) -> str:
+    """A local path as an absolute ``file://`` URL (records hold URIs); other URLs as they are."""
+    path = local_path(url)
+    if path is None or url.startswith("file://"):
+        return url
+    return "file://" + str(path.resolve())
 
 
 def check_public_urls(urls: Sequence[str]) -> None:
@@ -333,7 +341,9 @@ class AtmosphereIndex:
             urls = store.write_shards(dataset, prefix=prefix)
         else:
             urls = dataset.list_shards()
-        if not allow_private:
+        if allow_private:
+            urls = [_as_uri(u) for u in urls]
+        else:
             check_public_urls(urls)
         return publisher.publish_with_urls(urls, schema_ref, sha256=digests, **fields)
 
