@@ -114,9 +114,12 @@ def seed_lookup(client: Any, name: str) -> dict[bytes, bytes]:
     raise KeyError(name)
 
 
-def seed_list(client: Any) -> list[dict[bytes, bytes]]:
-    """The seed-era ``list_entries``: SCAN, then one HGETALL per key."""
-    return [client.hgetall(key) for key in client.scan_iter(match="LocalDatasetEntry:*")]
+def seed_list(client: Any) -> list[LocalDatasetEntry]:
+    """The seed-era ``list_entries``: SCAN, then one HGETALL per key, decoded as ours are."""
+    return [
+        LocalDatasetEntry.from_fields(client.hgetall(key), "seed")
+        for key in client.scan_iter(match="LocalDatasetEntry:*")
+    ]
 
 
 # --------------------------------------------------------------------------- cases
