@@ -25,6 +25,7 @@ __all__ = [
     "load_client",
     "out",
     "progress",
+    "schema_ref",
     "session_paths",
     "settings",
 ]
@@ -221,6 +222,13 @@ def load_client(required: bool = True) -> Any:
             hint="run `atdata login HANDLE` (or set ATDATA_HANDLE and ATDATA_APP_PASSWORD)",
         )
     return None
+
+
+def schema_ref(text: str | None) -> str | None:
+    """A ``--type`` value as a schema reference: ``Name`` and ``Name@1.0.0`` are local ones."""
+    if text is None or text.startswith(("at://", "atdata://", "local://")):
+        return text
+    return "atdata://local/sampleSchema/" + text
 
 
 def default_index() -> Any:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from atdata.cli._common import JsonOpt, emit, human_size, out, progress
+from atdata.cli._common import JsonOpt, emit, human_size, out, progress, schema_ref
 
 __all__ = ["describe_value", "inspect_ref", "preview", "shard_size"]
 
@@ -26,7 +26,7 @@ TypeOpt = Annotated[
     typer.Option(
         "--type",
         "-t",
-        help="Read samples as this schema (atdata://local/sampleSchema/Name[@version] or at://).",
+        help="Read samples as this schema: Name[@version] in the index, or an at:// schema URI.",
     ),
 ]
 
@@ -34,7 +34,7 @@ TypeOpt = Annotated[
 def _open(ref: str, sample_type: str | None, split: str | None) -> Any:
     from atdata.load import load_dataset
 
-    splits = load_dataset(ref, sample_type)
+    splits = load_dataset(ref, schema_ref(sample_type))
     if split is not None and split not in splits:
         raise ValueError(f"split {split!r} not found; available splits: {sorted(splits)}")
     return splits, ([split] if split is not None else list(splits))

@@ -96,6 +96,9 @@ def _index() -> str:
     entries = sum(1 for _ in zip(range(1000), index.entries))
     schemas = len(index.list_schemas())
     more = "+" if entries == 1000 else ""
+    prepare = getattr(index.data_store, "prepare", None)
+    if prepare is not None:
+        prepare()  # the shard store is reachable (an S3 bucket exists)
     store = getattr(index.data_store, "location", type(index.data_store).__name__)
     return f"{index.provider.location}: {entries}{more} dataset(s), {schemas} schema(s); shards in {store}"
 

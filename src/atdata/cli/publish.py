@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from atdata.cli._common import CliError, JsonOpt, default_index, emit, load_client, out, progress
+from atdata.cli._common import (
+    CliError,
+    JsonOpt,
+    default_index,
+    emit,
+    load_client,
+    out,
+    progress,
+    schema_ref,
+)
 
 __all__ = ["promote", "publish"]
 
@@ -87,7 +96,7 @@ def publish(
     sample_type: Annotated[
         str | None,
         typer.Option(
-            "--type", "-t", help="Schema of the samples (atdata://local/sampleSchema/Name[@v])."
+            "--type", "-t", help="Schema of the samples: Name[@version] in the index, or at://."
         ),
     ] = None,
     schema_version: Annotated[
@@ -109,7 +118,7 @@ def publish(
     from atdata.dict_sample import DictSample
     from atdata.load import load_dataset
 
-    splits = load_dataset(ref, sample_type)
+    splits = load_dataset(ref, schema_ref(sample_type))
     if split is None:
         if len(splits) > 1:
             raise CliError(

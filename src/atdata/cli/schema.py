@@ -8,20 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from atdata.cli._common import CliError, JsonOpt, default_index, emit, out
+from atdata.cli._common import CliError, JsonOpt, default_index, emit, out, schema_ref
 
-__all__ = ["app", "field_rows", "local_ref"]
+__all__ = ["app", "field_rows"]
 
 app = typer.Typer(help="Sample schemas: list them, show one.", no_args_is_help=True)
-
-_LOCAL_PREFIX = "atdata://local/sampleSchema/"
-
-
-def local_ref(ref: str) -> str:
-    """``Name``, ``Name@1.0.0`` or a full ref, as a full ``atdata://local/sampleSchema/`` ref."""
-    if ref.startswith(("atdata://", "local://")):
-        return ref
-    return _LOCAL_PREFIX + ref
 
 
 def field_rows(record: Mapping[str, Any], decoded: type | None) -> list[dict[str, Any]]:
@@ -113,7 +104,7 @@ def show(
     else:
         index = default_index()
         try:
-            record = index.get_schema(local_ref(ref))
+            record = index.get_schema(schema_ref(ref) or ref)
         except KeyError as exc:
             raise CliError(str(exc.args[0]), hint="`atdata schema list` shows them") from None
         full = record["$ref"]

@@ -252,7 +252,9 @@ def up(
     s3: Annotated[bool, typer.Option("--s3/--no-s3", help="Start the S3 store.")] = True,
     pds: Annotated[bool, typer.Option("--pds/--no-pds", help="Start the PDS.")] = True,
     bucket: Annotated[str, typer.Option("--bucket", help="Bucket to create.")] = "atdata",
-    handle: Annotated[str, typer.Option("--handle", help="Demo account's handle.")] = "demo.test",
+    handle: Annotated[
+        str, typer.Option("--handle", help="Demo account's handle.")
+    ] = "atdata-demo.test",
     json_output: JsonOpt = False,
 ) -> None:
     """Start the local stack in the background and print its settings as export lines."""
