@@ -350,3 +350,91 @@ def test_schema_reference_as_sample_type(indexed: LocalIndex, twenty: Path) -> N
         load_dataset(str(twenty), "atdata://local/sampleSchema/Nope")
     with pytest.raises(TypeError):
         load_dataset(str(twenty), 42)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- @handle/name, @did/name, at://
+
+
+@pytest.fixture
+def published(
+    twenty: Path, pds_client: Any, pds_account: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """``rows`` (the train shards) published as blobs by a fresh account; readers use the env."""
+    from atdata.atmosphere import AtmosphereIndex, PDSBlobStore
+
+    index = AtmosphereIndex(pds_client, data_store=PDSBlobStore(pds_client))
+    schema_uri = index.publish_schema(Row, version="1.0.0")
+    entry = index.insert_dataset(
+        atdata.Dataset[Row](str(twenty / "train-{000..009}.tar")),
+        name="rows",
+        schema_ref=schema_uri,
+    )
+    monkeypatch.setenv("ATDATA_PDS_URL", pds_account["pds_url"])
+    monkeypatch.setenv("ATDATA_PLC_URL", pds_account["plc_url"])
+    return {"entry": entry, "schema_uri": schema_uri, "index": index, **pds_account}
+
+
+def test_handle_name(published: dict[str, Any]) -> None:
+    splits = load_dataset(f"@{published['handle']}/rows")
+    assert list(splits) == ["train"] and splits.entry.uri == published["entry"].uri
+    ds = splits["train"]
+    assert ds.sample_type.__name__ == "Row"  # decoded from the published schema record
+    assert [s.label for s in ds] == list(range(30))
+    assert len(load_dataset(f"@{published['handle']}/rows", Row, split="train")) == 30
+
+
+def test_did_name(published: dict[str, Any]) -> None:
+    ds = load_dataset(f"@{published['did']}/rows", Row, split="train")
+    assert ds.sample_type is Row
+    assert sorted(s.label for s in ds.shuffled(seed=1)) == list(range(30))
+
+
+def test_at_uri(published: dict[str, Any]) -> None:
+    uri = published["entry"].uri
+    assert uri.startswith(f"at://{published['did']}/ac.foundation.dataset.record/")
+    ds = load_dataset(uri, split="train")
+    assert [s.label for s in ds][:3] == [0, 1, 2]
+    handle_uri = uri.replace(published["did"], published["handle"])
+    assert len(load_dataset(handle_uri, Row, split="train")) == 30
+
+
+def test_at_schema_uri_as_sample_type(published: dict[str, Any], twenty: Path) -> None:
+    ds = load_dataset(str(twenty / "test-000.tar"), published["schema_uri"], split="test")
+    assert ds.sample_type.__name__ == "Row" and ds.head(1)[0].split == "test"
+
+
+def test_atmosphere_index_argument(published: dict[str, Any]) -> None:
+    index = published["index"]
+    ds = load_dataset(f"@{published['handle']}/rows", split="train", index=index)
+    assert len(ds) == 30
+    with pytest.raises(TypeError, match="AtmosphereIndex"):
+        load_dataset(f"@{published['handle']}/rows", index=LocalIndex(path=":memory:"))
+
+
+def test_unknown_names_and_uris(published: dict[str, Any]) -> None:
+    with pytest.raises(KeyError, match="no dataset named 'nothing'"):
+        load_dataset(f"@{published['handle']}/nothing")
+    missing = published["entry"].uri.rsplit("/", 1)[0] + "/3zzzzzzzzzzzz"
+    with pytest.raises(KeyError):
+        load_dataset(missing)
+    from atdata.atmosphere import IdentityError
+
+    with pytest.raises(IdentityError):
+        load_dataset("@nobody-here.test/rows")
+
+
+def test_external_urls_record(
+    twenty: Path, pds_client: Any, pds_account: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atdata.atmosphere import AtmosphereIndex
+
+    monkeypatch.setenv("ATDATA_PDS_URL", pds_account["pds_url"])
+    monkeypatch.setenv("ATDATA_PLC_URL", pds_account["plc_url"])
+    with serve_directory(twenty) as base:
+        index = AtmosphereIndex(pds_client, allow_private_urls=True)  # a loopback server
+        entry = index.insert_dataset(
+            atdata.Dataset[Row](f"{base}/test-{{000..004}}.tar"), name="served"
+        )
+        assert entry.storage_type == "external"
+        ds = load_dataset(f"@{pds_account['handle']}/served", split="train")
+        assert [s.label for s in ds] == list(range(15))
