@@ -1,0 +1,221 @@
+"""Promotion against the real servers: the seed's example verbatim, schema dedup, copies, errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+import atdata
+from atdata.atmosphere import (
+    AtmosphereIndex,
+    DatasetLoader,
+    PDSBlobStore,
+    PrivateURLError,
+    SchemaLoader,
+)
+from atdata.local import LocalIndex, S3DataStore
+from atdata.promote import SOURCE_CID_KEY, promote_to_atmosphere
+from fixtures_servers import _empty_bucket
+
+SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "promotion-workflow.md"
+
+
+@atdata.packable
+class Vec:
+    features: NDArray[np.float32]
+    label: int
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ATDATA_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("ATDATA_ALLOW_PRIVATE_URLS", raising=False)
+    return tmp_path
+
+
+def creds(s3_env: dict[str, str]) -> dict[str, str]:
+    return {
+        "AWS_ENDPOINT": s3_env["AWS_ENDPOINT_URL"],
+        "AWS_ACCESS_KEY_ID": s3_env["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": s3_env["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def team_entry(tmp_path: Path, s3_env: dict[str, str], bucket: str, name: str, n: int = 40) -> Any:
+    index = LocalIndex(data_store=S3DataStore(credentials=creds(s3_env), bucket=bucket))
+    index.publish_schema(Vec, version="1.0.0")
+    ds = atdata.write_samples(
+        [Vec(features=np.full(8, i, np.float32), label=i) for i in range(n)],
+        tmp_path / f"{name}.tar",
+        maxcount=15,
+    )
+    entry = index.insert_dataset(
+        ds, name=name, prefix=name, metadata={"description": "from the team", "owner": "vision"}
+    )
+    return index, entry
+
+
+def seed_complete_example() -> str:
+    text = SEED.read_text()
+    start = text.index("## Complete Workflow Example")
+    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+
+
+def test_seed_complete_example_runs_verbatim(
+    home: Path, s3_env: dict[str, str], s3_client: Any, pds_account: dict[str, str], monkeypatch
+) -> None:
+    code = seed_complete_example()
+    # Only the S3 credentials and the login line change, as the issue allows; the bucket is
+    # the seed's own name, created in our test server.
+    code = code.replace('"http://localhost:9000"', repr(s3_env["AWS_ENDPOINT_URL"]))
+    code = code.replace(
+        '"minioadmin",\n    "AWS_SECRET', f'{s3_env["AWS_ACCESS_KEY_ID"]!r},\n    "AWS_SECRET'
+    )
+    code = code.replace(
+        '"AWS_SECRET_ACCESS_KEY": "minioadmin"',
+        f'"AWS_SECRET_ACCESS_KEY": {s3_env["AWS_SECRET_ACCESS_KEY"]!r}',
+    )
+    code = code.replace(
+        'client = AtmosphereClient()\nclient.login("myhandle.bsky.social", "app-password")',
+        f"client = AtmosphereClient({pds_account['pds_url']!r}, plc_url={pds_account['plc_url']!r})\n"
+        f"client.login({pds_account['handle']!r}, {pds_account['password']!r})",
+    )
+    assert "minioadmin" not in code and "myhandle" not in code
+    s3_client.create_bucket(Bucket="datasets-bucket")
+    # The team's S3 endpoint is on loopback: the user explicitly allows publishing it as is.
+    monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_URLS", "1")
+    monkeypatch.chdir(home)
+    namespace: dict[str, Any] = {"__name__": "seed_promotion"}
+    try:
+        exec(compile(code, "promotion-workflow.md", "exec", dont_inherit=True), namespace)
+    finally:
+        _empty_bucket(s3_client, "datasets-bucket")
+        s3_client.delete_bucket(Bucket="datasets-bucket")
+
+    entry = namespace["entry"]
+    assert entry.name == "feature-vectors-v1"
+    assert entry.schema_ref.startswith("at://") and "sampleSchema" in entry.schema_ref
+    assert entry.data_urls == namespace["local_entry"].data_urls
+    assert all(u.startswith("s3://datasets-bucket/features/") for u in entry.data_urls)
+    assert entry.description == "Feature vectors for classification"
+    assert entry.tags == ["features", "embeddings"] and entry.license == "MIT"
+
+
+def schema_count(client: Any) -> int:
+    return len(SchemaLoader(client).list_all())
+
+
+def test_second_promotion_reuses_the_schema_record(
+    home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: Any
+) -> None:
+    index, first = team_entry(home, s3_env, s3_bucket, "first")
+    _, second = team_entry(home, s3_env, s3_bucket, "second", n=10)
+    uri1 = promote_to_atmosphere(first, index, pds_client, allow_private_urls=True)
+    assert schema_count(pds_client) == 1
+    uri2 = promote_to_atmosphere(second, index, pds_client, allow_private_urls=True)
+    assert schema_count(pds_client) == 1  # no second schema record
+    loader = DatasetLoader(pds_client)
+    assert loader.get(uri1)["schemaRef"] == loader.get(uri2)["schemaRef"]
+
+
+def test_promoting_the_same_entry_twice_returns_the_same_record(
+    home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: Any
+) -> None:
+    index, entry = team_entry(home, s3_env, s3_bucket, "twice")
+    uri1 = promote_to_atmosphere(entry, index, pds_client, allow_private_urls=True)
+    uri2 = promote_to_atmosphere(entry, index, pds_client, allow_private_urls=True)
+    assert uri1 == uri2
+    assert len(DatasetLoader(pds_client).list_all()) == 1
+    other = promote_to_atmosphere(
+        entry, index, pds_client, name="twice-v2", allow_private_urls=True
+    )
+    assert other != uri1 and len(DatasetLoader(pds_client).list_all()) == 2
+
+
+def test_metadata_carries_over_and_arguments_override(
+    home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: Any
+) -> None:
+    index, entry = team_entry(home, s3_env, s3_bucket, "meta")
+    uri = promote_to_atmosphere(
+        entry, index, pds_client, tags=["a", "b"], license="MIT", allow_private_urls=True
+    )
+    got = AtmosphereIndex(pds_client).get_dataset(uri)
+    assert got.description == "from the team"
+    assert got.tags == ["a", "b"] and got.license == "MIT"
+    assert got.metadata["owner"] == "vision"
+    assert got.metadata[SOURCE_CID_KEY] == entry.cid
+    assert [s.sha256 for s in got.shards] == [s.sha256 for s in entry.shards]
+    over = promote_to_atmosphere(
+        entry, index, pds_client, name="meta-2", description="public", allow_private_urls=True
+    )
+    assert AtmosphereIndex(pds_client).get_dataset(over).description == "public"
+
+
+def original_bytes(index: Any, entry: Any) -> list[bytes]:
+    source = index.dataset_for(entry).source
+    out = []
+    for shard in source.list_shards():
+        with source.open_shard(shard) as f:
+            out.append(f.read())
+    return out
+
+
+def test_copy_to_pds_blobs_reads_back_byte_identical(
+    home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: Any
+) -> None:
+    index, entry = team_entry(home, s3_env, s3_bucket, "blobs")
+    uri = promote_to_atmosphere(entry, index, pds_client, data_store=PDSBlobStore(pds_client))
+    loader = DatasetLoader(pds_client)
+    assert loader.get_storage_type(uri) == "blobs"
+    source = AtmosphereIndex(pds_client).dataset_for(uri).source
+    copies = []
+    for shard in source.list_shards():
+        with source.open_shard(shard) as f:
+            copies.append(f.read())
+    assert copies == original_bytes(index, entry)
+    ds = loader.to_dataset(uri, Vec)
+    assert sorted(s.label for s in ds) == list(range(40))
+
+
+def test_copy_to_another_bucket(
+    home: Path, s3_env: dict[str, str], s3_bucket: str, s3_client: Any, pds_client: Any
+) -> None:
+    index, entry = team_entry(home, s3_env, s3_bucket, "copy")
+    public = f"{s3_bucket}-pub"
+    s3_client.create_bucket(Bucket=public)
+    try:
+        store = S3DataStore(credentials=creds(s3_env), bucket=public)
+        uri = promote_to_atmosphere(entry, index, pds_client, data_store=store)
+        got = AtmosphereIndex(pds_client).get_dataset(uri)
+        assert len(got.data_urls) == len(entry.data_urls) == 3
+        assert all(u.startswith(f"s3://{public}/promoted/copy/") for u in got.data_urls)
+        copies = []
+        for url in got.data_urls:
+            key = url.split("/", 3)[3]
+            copies.append(s3_client.get_object(Bucket=public, Key=key)["Body"].read())
+        assert copies == original_bytes(index, entry)
+    finally:
+        _empty_bucket(s3_client, public)
+        s3_client.delete_bucket(Bucket=public)
+
+
+def test_errors(home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: Any) -> None:
+    index, entry = team_entry(home, s3_env, s3_bucket, "errors")
+    with pytest.raises(PrivateURLError, match="data_store="):
+        promote_to_atmosphere(entry, index, pds_client)  # s3:// needs credentials to read
+    assert DatasetLoader(pds_client).list_all() == []
+
+    empty = LocalIndex(path=home / "other.db")
+    with pytest.raises(KeyError):
+        promote_to_atmosphere(entry, empty, pds_client)  # schema not in that index
+
+    class NoURLs:
+        name, schema_ref, data_urls, metadata = "x", entry.schema_ref, [], None
+
+    with pytest.raises(ValueError, match="no data URLs"):
+        promote_to_atmosphere(NoURLs(), index, pds_client)
