@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgpack
 
+from atdata.atmosphere._lexicon import to_record_json
 from atdata.atmosphere.blob_store import PDSBlobStore, StoredBlob
 from atdata.atmosphere.records import (
     DATASET_COLLECTION,
@@ -171,11 +172,25 @@ class DatasetPublisher:
     def __init__(self, client: AtmosphereClient, *, blob_store: PDSBlobStore | None = None) -> None:
         self.client = client
         self.blob_store = blob_store if blob_store is not None else PDSBlobStore(client)
+        self._pins: dict[str, tuple[str, str | None]] = {}
 
     def _pin_schema(self, schema_uri: str | AtUri) -> tuple[str, str | None]:
-        """``(uri, cid)`` of an existing schema record (it is read, so a typo fails now)."""
-        record = SchemaLoader(self.client).get(schema_uri)
-        return record.uri, record.cid
+        """``(uri, cid)`` of an existing schema record, read once (so a typo fails early)."""
+        key = str(schema_uri)
+        pin = self._pins.get(key)
+        if pin is None:
+            if isinstance(schema_uri, AtUri) and schema_uri.cid and schema_uri.did:
+                pin = (key, schema_uri.cid)  # returned by a write: no need to read it back
+            else:
+                record = SchemaLoader(self.client).get(schema_uri)
+                pin = (record.uri, record.cid)
+            self._pins[key] = pin
+        return pin
+
+    def _create(self, record: Mapping[str, Any], rkey: str | None) -> Record:
+        """Write a dataset record (checked before sending); return it as stored."""
+        uri = self.client.create_record(DATASET_COLLECTION, record, rkey=rkey)
+        return Record(to_record_json(dict(record)), uri=str(uri), cid=uri.cid)
 
     def publish_with_urls(
         self,
@@ -197,19 +212,19 @@ class DatasetPublisher:
         ``sha256`` lists the hex digest of each shard in brace-expanded order;
         ``samples`` is the total number of samples, when known.
         """
-        record = self._external_record(
-            urls,
-            self._pin_schema(schema_uri),
+        return self.publish_urls_record(
+            [urls] if isinstance(urls, str) else urls,
+            schema_uri,
+            sha256=sha256,
+            rkey=rkey,
             name=name,
             description=description,
             tags=tags,
             license=license,
             metadata=metadata,
-            sha256=sha256,
             samples=samples,
             splits=splits,
-        )
-        return self.client.create_record(DATASET_COLLECTION, record, rkey=rkey)
+        ).at_uri
 
     @staticmethod
     def _external_record(
@@ -252,17 +267,12 @@ class DatasetPublisher:
                 {"urls": [f"https://x.org/part-{i}.tar"], "schema_uri": s, "name": f"part-{i}"}
                 for i in range(500))
         """
-        pins: dict[str, tuple[str, str | None]] = {}
         writes = []
         for item in datasets:
             spec = dict(item)
-            urls, schema_uri = spec.pop("urls"), str(spec.pop("schema_uri"))
+            urls, schema = spec.pop("urls"), self._pin_schema(spec.pop("schema_uri"))
             rkey = spec.pop("rkey", None)
-            if schema_uri not in pins:
-                pins[schema_uri] = self._pin_schema(schema_uri)
-            writes.append(
-                (DATASET_COLLECTION, self._external_record(urls, pins[schema_uri], **spec), rkey)
-            )
+            writes.append((DATASET_COLLECTION, self._external_record(urls, schema, **spec), rkey))
         return self.client.apply_writes(writes)
 
     def publish_blobs(
@@ -278,26 +288,39 @@ class DatasetPublisher:
         rkey: str | None = None,
     ) -> AtUri:
         """Write the dataset record that references (and so keeps) already uploaded blobs."""
-        if not blobs:
-            raise ValueError("a blob-stored dataset needs at least one blob")
-        ref, cid = self._pin_schema(schema_uri)
-        record = dataset_record(
+        return self._blob_record(
+            blobs,
+            self._pin_schema(schema_uri),
+            rkey,
             name=name,
-            schema_ref=ref,
-            schema_cid=cid,
-            storage={"$type": BLOBS_STORAGE, "blobs": [b.ref for b in blobs]},
             description=description,
             tags=tags,
             license=license,
             metadata=metadata,
+        ).at_uri
+
+    def _blob_record(
+        self,
+        blobs: Sequence[StoredBlob],
+        schema: tuple[str, str | None],
+        rkey: str | None,
+        **fields: Any,
+    ) -> Record:
+        if not blobs:
+            raise ValueError("a blob-stored dataset needs at least one blob")
+        record = dataset_record(
+            schema_ref=schema[0],
+            schema_cid=schema[1],
+            storage={"$type": BLOBS_STORAGE, "blobs": [b.ref for b in blobs]},
             size={
                 "samples": sum(b.samples for b in blobs),
                 "bytes": sum(b.size for b in blobs),
                 "shards": len(blobs),
             },
+            **fields,
         )
-        # Checked (lexicon, size) before the record is sent; the blobs are already there.
-        return self.client.create_record(DATASET_COLLECTION, record, rkey=rkey)
+        # Checked (lexicon, size) before it is sent; every blob has arrived by now.
+        return self._create(record, rkey)
 
     def publish_with_blobs(
         self,
@@ -316,20 +339,20 @@ class DatasetPublisher:
         Shards larger than the server's blob limit are split; no record is written
         unless every blob arrived.
         """
-        self._pin_schema(schema_uri)  # fail before uploading anything
+        schema = self._pin_schema(schema_uri)  # fail before uploading anything
         with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
             paths = [_as_path(b, Path(tmp) / f"blob-{i:06d}.tar") for i, b in enumerate(blobs)]
             stored = self.blob_store.upload_shards(paths)
-        return self.publish_blobs(
+        return self._blob_record(
             stored,
-            schema_uri,
+            schema,
+            rkey,
             name=name,
             description=description,
             tags=tags,
             license=license,
             metadata=metadata,
-            rkey=rkey,
-        )
+        ).at_uri
 
     def publish(
         self,
@@ -351,6 +374,28 @@ class DatasetPublisher:
         to blob-sized shards first). Without ``schema_uri`` the sample type is
         published as ``schema_version``, or our identical schema is reused.
         """
+        return self.publish_record(
+            dataset,
+            schema_uri=schema_uri,
+            schema_version=schema_version,
+            rkey=rkey,
+            name=name,
+            description=description,
+            tags=tags,
+            license=license,
+            metadata=metadata,
+        ).at_uri
+
+    def publish_record(
+        self,
+        dataset: Dataset[Any] | SourceLike | Sequence[PackableSample],
+        *,
+        schema_uri: str | AtUri | None = None,
+        schema_version: str = "1.0.0",
+        rkey: str | None = None,
+        **fields: Any,
+    ) -> Record:
+        """:meth:`publish`, returning the record written (with its URI and CID)."""
         if _is_sample_list(dataset):
             with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
                 written = write_samples(
@@ -358,16 +403,12 @@ class DatasetPublisher:
                     Path(tmp) / "data.tar",
                     maxsize=self.blob_store.blob_limit,
                 )
-                return self.publish(
+                return self.publish_record(
                     written,
-                    name=name,
                     schema_uri=schema_uri,
                     schema_version=schema_version,
-                    description=description,
-                    tags=tags,
-                    license=license,
-                    metadata=metadata,
                     rkey=rkey,
+                    **fields,
                 )
         if schema_uri is None:
             sample_type = getattr(dataset, "sample_type", DictSample)
@@ -376,19 +417,22 @@ class DatasetPublisher:
             schema_uri = SchemaPublisher(self.client).find_or_publish(
                 sample_type, version=schema_version
             )
-        else:
-            self._pin_schema(schema_uri)
+        schema = self._pin_schema(schema_uri)  # fail before uploading anything
         stored = self.blob_store.upload_shards(dataset)  # type: ignore[arg-type]
-        return self.publish_blobs(
-            stored,
-            schema_uri,
-            name=name,
-            description=description,
-            tags=tags,
-            license=license,
-            metadata=metadata,
-            rkey=rkey,
-        )
+        return self._blob_record(stored, schema, rkey, **fields)
+
+    def publish_urls_record(
+        self,
+        urls: Sequence[str],
+        schema_uri: str | AtUri,
+        *,
+        sha256: Sequence[str] | None = None,
+        rkey: str | None = None,
+        **fields: Any,
+    ) -> Record:
+        """:meth:`publish_with_urls`, returning the record written (with its URI and CID)."""
+        record = self._external_record(urls, self._pin_schema(schema_uri), sha256=sha256, **fields)
+        return self._create(record, rkey)
 
 
 def _is_sample_list(value: Any) -> bool:

@@ -232,6 +232,10 @@ class AtmosphereIndex:
         self.allow_private_urls = allow_private_urls
         self._schemas = SchemaLoader(client)
         self._datasets = DatasetLoader(client)
+        self._publisher = DatasetPublisher(
+            client, blob_store=data_store if isinstance(data_store, PDSBlobStore) else None
+        )
+        self._published: dict[str, AtUri] = {}  # schema URIs with CIDs, from publish_schema
 
     def __repr__(self) -> str:
         return f"AtmosphereIndex({self.client!r}, {self._data_store!r})"
@@ -259,6 +263,7 @@ class AtmosphereIndex:
         uri = SchemaPublisher(self.client).find_or_publish(
             sample_type, version=version, description=description, metadata=metadata
         )
+        self._published[str(uri)] = uri
         return str(uri)
 
     def get_schema(self, ref: str) -> Record:
@@ -299,15 +304,12 @@ class AtmosphereIndex:
         Without ``schema_ref`` the dataset's sample type is published (or our
         identical schema reused). ``prefix`` is the folder for a non-blob data store.
         """
-        publisher = DatasetPublisher(
-            self.client,
-            blob_store=self._data_store if isinstance(self._data_store, PDSBlobStore) else None,
-        )
         if schema_ref is None:
             sample_type = getattr(dataset, "sample_type", DictSample)
             if sample_type is DictSample:
                 raise ValueError("pass schema_ref=..., or a typed Dataset[T] to publish its schema")
             schema_ref = self.publish_schema(sample_type)
+        schema = self._published.get(str(schema_ref), schema_ref)
         fields: dict[str, Any] = {
             "name": name,
             "description": description,
@@ -316,36 +318,26 @@ class AtmosphereIndex:
             "metadata": metadata,
         }
         if isinstance(self._data_store, PDSBlobStore):
-            uri = publisher.publish(dataset, schema_uri=schema_ref, **fields)
+            record = self._publisher.publish_record(dataset, schema_uri=schema, **fields)
         else:
             allow = self.allow_private_urls if allow_private_urls is None else allow_private_urls
-            uri = self._publish_urls(publisher, dataset, schema_ref, prefix or name, allow, fields)
-        return self.get_dataset(uri)
+            urls, digests = self._store_urls(dataset, prefix or name)
+            if allow:
+                urls = [_as_uri(u) for u in urls]
+            else:
+                check_public_urls(urls)
+            record = self._publisher.publish_urls_record(urls, schema, sha256=digests, **fields)
+        return AtmosphereIndexEntry.from_record(record)
 
-    def _publish_urls(
-        self,
-        publisher: DatasetPublisher,
-        dataset: Dataset[Any],
-        schema_ref: str | AtUri,
-        prefix: str,
-        allow_private: bool,
-        fields: dict[str, Any],
-    ) -> AtUri:
+    def _store_urls(self, dataset: Dataset[Any], prefix: str) -> tuple[list[str], list[str] | None]:
+        """The shard URLs to publish (copied to the data store, if any) and their SHA-256."""
         store = self._data_store
-        digests: list[str] | None = None
         if isinstance(store, DataStore):
             copied = store.copy_shards(dataset, prefix=prefix)
-            urls = [s.url for s in copied]
-            digests = [s.sha256 for s in copied if s.sha256] or None
-        elif store is not None:
-            urls = store.write_shards(dataset, prefix=prefix)
-        else:
-            urls = dataset.list_shards()
-        if allow_private:
-            urls = [_as_uri(u) for u in urls]
-        else:
-            check_public_urls(urls)
-        return publisher.publish_with_urls(urls, schema_ref, sha256=digests, **fields)
+            return [s.url for s in copied], [s.sha256 for s in copied if s.sha256] or None
+        if store is not None:
+            return store.write_shards(dataset, prefix=prefix), None
+        return dataset.list_shards(), None
 
     def get_dataset(self, ref: str | AtUri) -> AtmosphereIndexEntry:
         """The dataset at AT-URI ``ref`` (any account's), or our newest one named ``ref``."""
