@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 import atdata
 from atdata.local import LocalIndex
-from helpers import private_atdata_home  # noqa: F401 - autouse fixture
+from helpers import private_atdata_home, serve_directory  # noqa: F401 - autouse fixture
 
 ATDATA = Path(sys.executable).parent / "atdata"
 
@@ -381,10 +381,13 @@ def test_publish_blobs_then_read_back(
     cli: Cli, indexed: LocalIndex, pds_account: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _logged_in(cli, pds_account)
-    result = cli.json(
-        "publish", "@local/readings", "--name", "readings-pub", "--blobs",
+    proc = cli.run(
+        "publish", "@local/readings", "--name", "readings-pub", "--blobs", "--json",
         "--tag", "demo", "--tag", "sensors", "--license", "MIT", "--description", "Readings",
+        env={"TTY_COMPATIBLE": "1"},  # the progress bar is drawn (on stderr)
     )  # fmt: skip
+    assert "uploading readings-pub" in proc.stderr
+    result = json.loads(proc.stdout)
     handle = pds_account["handle"]
     assert result["ref"] == f"@{handle}/readings-pub"
     assert result["storage"] == "blobs" and result["shards"] == 3
@@ -426,6 +429,54 @@ def test_publish_needs_login(cli: Cli, indexed: LocalIndex) -> None:
     proc = cli.run("publish", "@local/readings", "--name", "x", "--blobs", code=1)
     assert proc.stderr.startswith("error: not logged in")
     assert "atdata login" in proc.stderr
+
+
+def test_promote(
+    cli: Cli,
+    indexed: LocalIndex,
+    pds_account: dict[str, str],
+    s3_env: dict[str, str],
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _logged_in(cli, pds_account)
+    handle = pds_account["handle"]
+    refused = cli.run("promote", "readings", code=1)  # local paths cannot go in a public record
+    assert "local file path" in refused.stderr and "--blobs" in refused.stderr
+    blobs = cli.run(
+        "promote", "@local/readings", "--blobs", "--name", "readings-blobs", "--tag", "t",
+        "--json", env={"TTY_COMPATIBLE": "1"},  # the progress bar is drawn (on stderr)
+    )  # fmt: skip
+    result = json.loads(blobs.stdout)
+    assert result["storage"] == "blobs" and result["shards"] == 3
+    assert "promoting readings" in blobs.stderr
+    again = cli.json("promote", "readings", "--blobs", "--name", "readings-blobs")
+    assert again["uri"] == result["uri"]  # the same entry is not published twice
+    copied = cli.json(
+        "promote", "readings", "--copy-to", s3_bucket, "--name", "readings-s3", env=s3_env
+    )
+    assert copied["storage"] == "external"
+    assert all(u.startswith(f"s3://{s3_bucket}/promoted/readings-s3/") for u in copied["data_urls"])
+    with serve_directory(cli.cwd / "data") as base:
+        served = [f"{base}/test-{i:03d}.tar" for i in range(3)]
+        indexed.add_entry(
+            served, name="served", schema_ref="atdata://local/sampleSchema/Reading@1.1.0"
+        )
+        loopback = cli.run("promote", "served", code=1)
+        assert "loopback" in loopback.stderr
+        private = cli.json("promote", "served", "--allow-private-urls")
+        assert private["storage"] == "external" and private["data_urls"] == served
+        monkeypatch.setenv("ATDATA_PDS_URL", pds_account["pds_url"])
+        monkeypatch.setenv("ATDATA_PLC_URL", pds_account["plc_url"])
+        assert len(atdata.load_dataset(f"@{handle}/served", split="train")) == 15
+    rows = {r["name"]: r for r in cli.json("index", "list", f"@{handle}")}
+    assert set(rows) == {"readings-blobs", "readings-s3", "served"}
+    # one schema for all three: promotion reuses it
+    assert len(cli.json("schema", "list", f"@{handle}")) == 1
+    ds = atdata.load_dataset(f"@{handle}/readings-blobs", split="train")
+    assert [r.count for r in ds] == list(range(15))
+    both = cli.run("promote", "readings", "--blobs", "--copy-to", s3_bucket, code=1)
+    assert "choose one" in both.stderr
 
 
 # --------------------------------------------------------------------------- stack

@@ -32,7 +32,7 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
     elif name == "RecordNotFoundError":
         hint = "check the at:// URI; `atdata index list @HANDLE` lists an account's datasets"
     elif name == "PrivateURLError":
-        hint = "add --blobs to upload the shards to your PDS (or --allow-private-urls)"
+        hint = "add --blobs (shards into your PDS), --copy-to BUCKET, or --allow-private-urls"
     elif name in ("EntryExistsError",):
         hint = "choose another --name"
     elif name in ("IndexBackendError",):

@@ -35,21 +35,25 @@ BlobsOpt = Annotated[
 
 
 @contextlib.contextmanager
-def _upload_progress(client: Any, total: int | None, what: str) -> Iterator[None]:
-    """A byte progress bar advanced as each blob upload finishes."""
+def _count_uploads(client: Any, bar: Any) -> Iterator[None]:
+    """Advance ``bar`` by each blob's size as its upload finishes."""
     original = client.upload_blob
-    with progress(what, total, unit="bytes") as bar:
 
-        def counted(data: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            ref = original(data, *args, **kwargs)
-            bar.advance(int(ref.get("size") or 0))
-            return ref  # type: ignore[no-any-return]
+    def counted(data: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        ref = original(data, *args, **kwargs)
+        bar.advance(int(ref.get("size") or 0))
+        return ref  # type: ignore[no-any-return]
 
-        client.upload_blob = counted
-        try:
-            yield
-        finally:
-            del client.upload_blob  # back to the class's method
+    client.upload_blob = counted
+    try:
+        yield
+    finally:
+        del client.upload_blob  # back to the class's method
+
+
+@contextlib.contextmanager
+def _no_count(client: Any, bar: Any) -> Iterator[None]:
+    yield
 
 
 def _total_bytes(ds: Any) -> int | None:
@@ -140,7 +144,7 @@ def publish(
         index = AtmosphereIndex(client, data_store=store, allow_private_urls=allow_private_urls)
         schema_uri = index.publish_schema(ds.sample_type, version=schema_version)
         total = _total_bytes(ds) if blobs else None
-        with _upload_progress(client, total, f"uploading {name}"):
+        with progress(f"uploading {name}", total, unit="bytes") as bar, _count_uploads(client, bar):
             entry = index.insert_dataset(
                 ds,
                 name=name,
@@ -156,6 +160,24 @@ def publish(
         _print_result(result)
 
 
+class _CountingIndex:
+    """The local index, but the datasets it opens count the bytes read on a progress bar."""
+
+    def __init__(self, index: Any, bar: Any) -> None:
+        self._index = index
+        self._bar = bar
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._index, name)
+
+    def dataset_for(self, *args: Any, **kwargs: Any) -> Any:
+        from atdata.cli._common import ProgressSource
+        from atdata.dataset import Dataset
+
+        ds = self._index.dataset_for(*args, **kwargs)
+        return Dataset[ds.sample_type](ProgressSource(ds.source, self._bar))
+
+
 def promote(
     name: Annotated[
         str,
@@ -167,35 +189,61 @@ def promote(
         str | None, typer.Option("--name", help="Published name (default: the same).")
     ] = None,
     blobs: BlobsOpt = False,
+    copy_to: Annotated[
+        str | None,
+        typer.Option(
+            "--copy-to",
+            metavar="BUCKET",
+            help="Copy the shards to this S3 bucket first (AWS_* settings) and publish those URLs.",
+        ),
+    ] = None,
     description: DescriptionOpt = None,
     tag: TagOpt = None,
     license: LicenseOpt = None,
+    allow_private_urls: Annotated[
+        bool | None,
+        typer.Option(
+            "--allow-private-urls/--public-urls-only",
+            help="Publish URLs others cannot read as they are (default: ATDATA_ALLOW_PRIVATE_URLS).",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Promote a dataset of the local index to the logged-in account (schema deduplicated)."""
-    from atdata.atmosphere import PDSBlobStore
+    import os
+
+    from atdata.atmosphere import AtmosphereIndex, PDSBlobStore
+    from atdata.local import S3DataStore
     from atdata.promote import promote_to_atmosphere
 
+    if blobs and copy_to:
+        raise CliError("--blobs and --copy-to both say where the shards go", hint="choose one")
     local_index = default_index()
     entry = local_index.get_dataset(name.removeprefix("@local/"))
     client = load_client()
     try:
-        store = PDSBlobStore(client) if blobs else None
+        store: Any = None
+        if blobs:
+            store = PDSBlobStore(client)
+        elif copy_to:
+            creds = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+            store = S3DataStore(creds, bucket=copy_to)
         sizes = [s.size for s in entry.shards]
         total = sum(sizes) if sizes and None not in sizes else None
-        with _upload_progress(client, total, f"promoting {entry.name}"):
+        counting = _count_uploads if blobs else _no_count
+        with progress(f"promoting {entry.name}", total, unit="bytes") as bar, counting(client, bar):
             uri = promote_to_atmosphere(
                 entry,
-                local_index,
+                _CountingIndex(local_index, bar) if copy_to else local_index,
                 client,
                 data_store=store,
                 name=new_name,
                 description=description,
                 tags=tag or None,
                 license=license,
+                allow_private_urls=allow_private_urls,
             )
-        from atdata.atmosphere import AtmosphereIndex
-
         published = AtmosphereIndex(client).get_dataset(str(uri))
         result = _result(client, published)
     finally:
