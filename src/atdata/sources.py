@@ -233,8 +233,14 @@ def make_s3_client(
     access_key: str | None = None,
     secret_key: str | None = None,
     region: str | None = None,
+    *,
+    s3_config: Mapping[str, Any] | None = None,
 ) -> Any:
-    """A boto3 S3 client; explicit keys if both are given, else the AWS credential chain."""
+    """A boto3 S3 client; explicit keys if both are given, else the AWS credential chain.
+
+    Path-style addressing; ``s3_config`` adds botocore ``s3`` settings
+    (for example ``{"payload_signing_enabled": False}``).
+    """
     try:
         import boto3
         from botocore.config import Config
@@ -242,7 +248,8 @@ def make_s3_client(
         raise ImportError("S3 support needs boto3: pip install 'atdata[s3]'") from exc
     kwargs: dict[str, Any] = {
         "config": Config(
-            s3={"addressing_style": "path"}, retries={"max_attempts": 5, "mode": "standard"}
+            s3={"addressing_style": "path", **(s3_config or {})},
+            retries={"max_attempts": 5, "mode": "standard"},
         )
     }
     if endpoint:

@@ -96,12 +96,16 @@ class S3DataStore(DataStore):
     def client(self) -> Any:
         """The boto3 S3 client (created on first use)."""
         if self._client is None:
-            client = make_s3_client(self.endpoint, self._access_key, self._secret_key, self.region)
             # Skip SigV4 payload signing (one more SHA-256 pass over every byte, done by
             # default over plain HTTP only): each part carries a checksum the server checks,
             # and each shard's own SHA-256 is recorded here and checked on every read.
-            client.meta.config.s3["payload_signing_enabled"] = False
-            self._client = client
+            self._client = make_s3_client(
+                self.endpoint,
+                self._access_key,
+                self._secret_key,
+                self.region,
+                s3_config={"payload_signing_enabled": False},
+            )
         return self._client
 
     def _transfer_config(self) -> Any:
