@@ -161,7 +161,7 @@ def insert_rows(
     note = (
         f"{total / MB:.0f} MB in {len(paths)} shards to the reference PDS on loopback, median of "
         f"{cfg.insert_reps}; ours: {store.workers} upload threads, SHA-256 of every byte checked "
-        "against the CID, tar header walk, then the dataset record (and a schema lookup)"
+        "against the CID, tar header walk, then one createRecord for the dataset"
     )
     return [
         make_row(
