@@ -253,6 +253,12 @@ def test_other_accounts_and_load_dataset(
     assert [e.uri for e in theirs.list_datasets(repo=alice["handle"])] == [entry.uri]
     assert theirs.list_datasets() == []  # bob's own repository is empty
     assert same(samples, list(theirs.dataset_for(entry.uri).ordered()))
+    mixed = AtmosphereIndex(reader, data_store=PDSBlobStore(client))  # alice's store, bob's index
+    with pytest.raises(ValueError, match="a record keeps only its own repository's blobs"):
+        mixed.insert_dataset(
+            atdata.Dataset[Feature](str(paths[0])), name="mixed", schema_ref=entry.schema_ref
+        )
+    assert theirs.list_datasets() == []
 
     # anonymous reads, as load_dataset does them
     monkeypatch.setenv("ATDATA_PLC_URL", alice["plc_url"])

@@ -308,6 +308,13 @@ class DatasetPublisher:
     ) -> Record:
         if not blobs:
             raise ValueError("a blob-stored dataset needs at least one blob")
+        did = self.client.did
+        foreign = [b.url for b in blobs if BlobUrl.parse(b.url).did != did]
+        if foreign:
+            raise ValueError(
+                f"{foreign[0]} is not in the repository of {did}: a record keeps only its own "
+                "repository's blobs (use a PDSBlobStore of the same client)"
+            )
         record = dataset_record(
             schema_ref=schema[0],
             schema_cid=schema[1],
@@ -418,6 +425,11 @@ class DatasetPublisher:
                 sample_type, version=schema_version
             )
         schema = self._pin_schema(schema_uri)  # fail before uploading anything
+        if self.blob_store.client.did != self.client.did:
+            raise ValueError(
+                f"the blob store uploads to {self.blob_store.client.did}, but the record would go "
+                f"to {self.client.did}: a record keeps only its own repository's blobs"
+            )
         stored = self.blob_store.upload_shards(dataset)  # type: ignore[arg-type]
         return self._blob_record(stored, schema, rkey, **fields)
 
