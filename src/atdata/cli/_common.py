@@ -28,6 +28,7 @@ __all__ = [
     "schema_ref",
     "session_paths",
     "settings",
+    "table",
 ]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -42,7 +43,9 @@ class Settings:
 
 
 settings = Settings()
-out = Console(highlight=False, markup=False, soft_wrap=True)
+# Piped output is not cut to 80 columns (COLUMNS still wins).
+_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+out = Console(highlight=False, markup=False, soft_wrap=True, width=_WIDTH)
 err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
@@ -77,6 +80,16 @@ def atdata_home() -> Path:
     if not path.exists():
         path.mkdir(parents=True, mode=0o700)
     return path
+
+
+def table(*columns: str) -> Any:
+    """A borderless table whose long cells wrap instead of being cut off."""
+    from rich.table import Table
+
+    grid = Table(box=None, pad_edge=False)
+    for column in columns:
+        grid.add_column(column, overflow="fold")
+    return grid
 
 
 def human_size(n: int | None) -> str:

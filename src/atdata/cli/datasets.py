@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from atdata.cli._common import JsonOpt, emit, human_size, out, progress, schema_ref
+from atdata.cli._common import JsonOpt, emit, human_size, out, progress, schema_ref, table
 
 __all__ = ["describe_value", "inspect_ref", "preview", "shard_size"]
 
@@ -239,19 +239,14 @@ def _type_name(sample_type: type | None) -> str | None:
 
 
 def _print_report(report: dict[str, Any], all_shards: bool) -> None:
-    from rich.table import Table
-
     out.print(f"{report['ref']}  samples of type {report['sample_type']}")
     for key, value in (report.get("entry") or {}).items():
         out.print(f"  {key:<10} {value}")
-    table = Table(title=None, box=None, pad_edge=False, show_header=True)
-    table.add_column("field")
-    table.add_column("type")
-    table.add_column("shape (first sample)")
+    grid = table("field", "type", "shape (first sample)")
     for row in report["fields"]:
         shape = row.get("example_shape")
-        table.add_row(row["name"], row["type"], str(tuple(shape)) if shape is not None else "")
-    out.print(table)
+        grid.add_row(row["name"], row["type"], str(tuple(shape)) if shape is not None else "")
+    out.print(grid)
     for name, info in report["splits"].items():
         samples = "?" if info["samples"] is None else f"{info['samples']:,}"
         out.print(

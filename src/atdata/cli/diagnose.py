@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import typer
 
-from atdata.cli._common import JsonOpt, emit, out
+from atdata.cli._common import JsonOpt, emit, out, table
 
 __all__ = ["diagnose", "run_checks"]
 
@@ -232,17 +232,14 @@ def diagnose(json_output: JsonOpt = False) -> None:
     rows = run_checks()
     failed = [r for r in rows if r["status"] == "fail"]
     if not emit({"ok": not failed, "checks": rows}, json_output):
-        from rich.table import Table
         from rich.text import Text
 
         colour = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
-        table = Table(box=None, pad_edge=False)
-        for column in ("check", "status", "detail"):
-            table.add_column(column)
+        grid = table("check", "status", "detail")
         for row in rows:
             status = Text(row["status"], style=colour[row["status"]])
-            table.add_row(row["check"], status, row["detail"])
-        out.print(table)
+            grid.add_row(row["check"], status, row["detail"])
+        out.print(grid)
         out.print(f"{len(failed)} problem(s)" if failed else "no problems found")
     if failed:
         raise typer.Exit(1)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from atdata.cli._common import JsonOpt, default_index, emit, human_size, out
+from atdata.cli._common import JsonOpt, default_index, emit, human_size, out, table
 
 __all__ = ["app", "entry_row"]
 
@@ -54,13 +54,9 @@ def list_entries(
     if not rows:
         out.print(f"no datasets {where}")
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("ref", "shards", "size", "schema"):
-        table.add_column(column)
+    grid = table("ref", "shards", "size", "schema")
     for row in rows:
-        table.add_row(
+        grid.add_row(
             row["ref"], str(row["shards"]), human_size(row.get("bytes")), str(row["schema_ref"])
         )
-    out.print(table)
+    out.print(grid)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from atdata.cli._common import CliError, JsonOpt, default_index, emit, out, schema_ref
+from atdata.cli._common import CliError, JsonOpt, default_index, emit, out, schema_ref, table
 
 __all__ = ["app", "field_rows"]
 
@@ -74,14 +74,10 @@ def list_schemas(
     if not rows:
         out.print("no schemas" + (f" published by {who}" if who else " in the index"))
         return
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("name", "version", "fields", "ref"):
-        table.add_column(column)
+    grid = table("name", "version", "fields", "ref")
     for row in rows:
-        table.add_row(str(row["name"]), str(row["version"]), str(row["fields"]), row["ref"])
-    out.print(table)
+        grid.add_row(str(row["name"]), str(row["version"]), str(row["fields"]), row["ref"])
+    out.print(grid)
 
 
 @app.command("show")
@@ -118,12 +114,8 @@ def show(
     for key in ("sampleType", "module", "description", "createdAt"):
         if record.get(key):
             out.print(f"  {key}: {record[key]}")
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in ("field", "type", "optional", "default"):
-        table.add_column(column)
+    grid = table("field", "type", "optional", "default")
     for row in field_rows(record, decoded):
         default = json.dumps(row["default"]) if "default" in row else ""
-        table.add_row(row["name"], row["type"], "yes" if row["optional"] else "", default)
-    out.print(table)
+        grid.add_row(row["name"], row["type"], "yes" if row["optional"] else "", default)
+    out.print(grid)
