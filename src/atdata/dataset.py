@@ -392,6 +392,7 @@ class Dataset(Generic[ST]):
         state = dict(self.__dict__)
         state.pop("_maps", None)  # memory maps are per process
         state.pop("_keymap", None)
+        state.pop("_random_access", None)  # decoders are closures, rebuilt on first use
         return state
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -451,11 +452,15 @@ class Dataset(Generic[ST]):
 
     def read_sample(self, shard_pos: int, i: int, *, copy: bool = True) -> Any:
         """Decode sample ``i`` of the shard at position ``shard_pos`` without scanning the shard."""
-        shard = self.list_shards()[shard_pos]
+        cached = self.__dict__.get("_random_access")
+        if cached is None:
+            cached = (self.list_shards(), {c: self._decoder(c) for c in (True, False)})
+            self._random_access = cached
+        shard = cached[0][shard_pos]
         index = self.shard_index(shard)
         view = self._mapped(shard)
         off, size = int(index.offsets[i]), int(index.sizes[i])
-        return self._decoder(copy)(shard, index.keys[i], view[off : off + size])
+        return cached[1][copy](shard, index.keys[i], view[off : off + size])
 
     def _mapped(self, shard: str) -> memoryview:
         """A memoryview over the whole shard (memory-mapped when local), kept for reuse."""
