@@ -438,3 +438,22 @@ def test_external_urls_record(
         assert entry.storage_type == "external"
         ds = load_dataset(f"@{pds_account['handle']}/served", split="train")
         assert [s.label for s in ds] == list(range(15))
+
+
+def test_blob_shard_ids(published: dict[str, Any]) -> None:
+    urls = published["entry"].data_urls
+    assert all(u.startswith(f"at://{published['did']}/blob/") for u in urls)
+    ds = load_dataset(urls[0], Row, split="train")
+    assert [s.label for s in ds] == list(range(len(ds)))
+    did = published["did"]
+    cids = ",".join(u.rsplit("/", 1)[1] for u in urls)
+    every = load_dataset(f"at://{did}/blob/{{{cids}}}", split="train")
+    assert len(every) == 30 and isinstance(every.head(1)[0], atdata.DictSample)
+
+
+def test_legacy_local_schema_ref(indexed: LocalIndex, twenty: Path) -> None:
+    set_default_index(indexed)
+    ds = load_dataset(
+        str(twenty / "test-000.tar"), "local://schemas/mymodule.Row@1.0.0", split="test"
+    )
+    assert ds.sample_type.__name__ == "Row"

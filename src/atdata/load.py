@@ -9,7 +9,8 @@ Path forms:
   or in ``index=``;
 * ``@handle/name`` or ``@did:plc:.../name``: a dataset record of that account,
   read from its own PDS;
-* ``at://did/ac.foundation.dataset.record/rkey``: a dataset record.
+* ``at://did/ac.foundation.dataset.record/rkey``: a dataset record;
+* ``at://did/blob/cid``: PDS blobs as shards (brace patterns allowed).
 
 Splits are detected from file names (``train``/``training``, ``test``/``testing``/
 ``eval``, ``validation``/``valid``/``val``/``dev``), looking only below the fixed
@@ -287,6 +288,14 @@ def _entry_splits(idx: Any, entry: Any, sample_type: type | None) -> DatasetDict
     return DatasetDict({"train": ds}, entry=entry)
 
 
+def _from_blobs(path: str, sample_type: type | None) -> DatasetDict:
+    """Blob shard ids ``at://{did}/blob/{cid}`` (brace patterns allowed): one ``train`` split."""
+    from atdata.atmosphere.blobs import BlobSource
+
+    source = BlobSource.from_urls(expand_urls(path))
+    return DatasetDict({"train": Dataset[sample_type or DictSample](source)})  # type: ignore[misc]
+
+
 def _sample_type(spec: type | str | None, index: Any) -> type | None:
     """A sample type, or the type a schema reference (``atdata://``, ``at://``) decodes to."""
     if spec is None or isinstance(spec, type):
@@ -323,6 +332,8 @@ def load_dataset(
     wanted = _sample_type(sample_type, index)
     if path.startswith("@"):
         splits = _from_index(path, wanted, index)
+    elif path.startswith("at://") and "/blob/" in path:
+        splits = _from_blobs(path, wanted)
     elif path.startswith("at://"):
         from atdata.atmosphere.resolve import get_dataset_entry
 
