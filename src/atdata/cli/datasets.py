@@ -26,7 +26,7 @@ TypeOpt = Annotated[
     typer.Option(
         "--type",
         "-t",
-        help="Read samples as this schema: Name[@version] in the index, or an at:// schema URI.",
+        help="Read samples as this schema: Name or Name@version in the index, or an at:// URI.",
     ),
 ]
 

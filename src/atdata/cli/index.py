@@ -34,6 +34,7 @@ def list_entries(
         str | None,
         typer.Argument(
             help="@handle or DID: list the datasets that account published (default: the index).",
+            metavar="ACCOUNT",
             show_default=False,
         ),
     ] = None,

@@ -50,6 +50,7 @@ def login(
         str | None,
         typer.Argument(
             help="Your handle (alice.bsky.social) or DID; default $ATDATA_HANDLE.",
+            metavar="HANDLE",
             show_default=False,
         ),
     ] = None,

@@ -100,7 +100,9 @@ def publish(
     sample_type: Annotated[
         str | None,
         typer.Option(
-            "--type", "-t", help="Schema of the samples: Name[@version] in the index, or at://."
+            "--type",
+            "-t",
+            help="Schema of the samples: Name or Name@version in the index, or at://.",
         ),
     ] = None,
     schema_version: Annotated[
@@ -182,7 +184,9 @@ def promote(
     name: Annotated[
         str,
         typer.Argument(
-            help="Dataset in the local index (name, @local/name or CID).", show_default=False
+            help="Dataset in the local index (name, @local/name or CID).",
+            metavar="NAME",
+            show_default=False,
         ),
     ],
     new_name: Annotated[

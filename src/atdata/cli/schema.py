@@ -48,6 +48,7 @@ def list_schemas(
         str | None,
         typer.Argument(
             help="@handle or DID: list the schemas that account published (default: the index).",
+            metavar="ACCOUNT",
             show_default=False,
         ),
     ] = None,
@@ -85,7 +86,8 @@ def show(
     ref: Annotated[
         str,
         typer.Argument(
-            help="Name, Name@version, atdata://local/sampleSchema/Name[@version] or an at:// URI "
+            metavar="REF",
+            help="Name, Name@version, atdata://local/sampleSchema/Name@version or an at:// URI "
             "(no version: the latest).",
             show_default=False,
         ),
