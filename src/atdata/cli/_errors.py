@@ -24,7 +24,7 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
     module = type(exc).__module__
     hint: str | None = None
     if name == "PDSNotInstalledError":
-        hint = "run `python -m atdata.stack.pds install` once (about 2-3 minutes)"
+        hint = "run `atdata stack install` once (about 2-3 minutes; needs npm and a C++ compiler)"
     elif name in ("NotAuthenticatedError", "AuthenticationError"):
         hint = "run `atdata login HANDLE` with an app password"
     elif name in ("IdentityError",):

