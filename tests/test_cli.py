@@ -354,6 +354,41 @@ def test_login_with_piped_password(cli: Cli, pds_account: dict[str, str]) -> Non
     assert "not logged in" in cli.run("whoami", code=1).stderr
 
 
+def test_login_prompt_does_not_echo(cli: Cli, pds_account: dict[str, str]) -> None:
+    """On a terminal the app password is prompted for, and what is typed is not shown."""
+    import pty
+    import select
+
+    cli.env = {"ATDATA_PDS_URL": pds_account["pds_url"], "ATDATA_PLC_URL": pds_account["plc_url"]}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: atdata on a pseudo-terminal
+        os.chdir(cli.cwd)
+        os.execve(str(ATDATA), [str(ATDATA), "login", pds_account["handle"]], cli.environ())
+    seen = b""
+    sent = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not sent and b"App password:" in seen:
+            os.write(fd, pds_account["password"].encode() + b"\n")
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = seen.decode(errors="replace")
+    assert sent and os.waitstatus_to_exitcode(status) == 0, text
+    assert f"logged in as {pds_account['handle']}" in text
+    assert pds_account["password"] not in text
+
+
 def test_login_with_env_password_and_bad_password(cli: Cli, pds_account: dict[str, str]) -> None:
     cli.env = {"ATDATA_PDS_URL": pds_account["pds_url"], "ATDATA_PLC_URL": pds_account["plc_url"]}
     env = {"ATDATA_HANDLE": pds_account["handle"], "ATDATA_APP_PASSWORD": pds_account["password"]}
