@@ -219,3 +219,17 @@ def test_errors(home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: 
 
     with pytest.raises(ValueError, match="no data URLs"):
         promote_to_atmosphere(NoURLs(), index, pds_client)
+
+
+def test_local_paths_allowed_explicitly_become_file_uris(home: Path, pds_client: Any) -> None:
+    index = LocalIndex(path=home / "disk.db")  # the default LocalDiskStore: local paths
+    index.publish_schema(Vec, version="1.0.0")
+    ds = atdata.write_samples(
+        [Vec(features=np.zeros(8, np.float32), label=i) for i in range(5)], home / "l.tar"
+    )
+    entry = index.insert_dataset(ds, name="on-disk")
+    with pytest.raises(PrivateURLError, match="local file path"):
+        promote_to_atmosphere(entry, index, pds_client)
+    uri = promote_to_atmosphere(entry, index, pds_client, allow_private_urls=True)
+    urls = DatasetLoader(pds_client).get_urls(uri)
+    assert urls == ["file://" + str(Path(u).resolve()) for u in entry.data_urls]

@@ -15,9 +15,11 @@ What happens, in order:
    buckets) are refused with :class:`~atdata.atmosphere.PrivateURLError`
    pointing to ``data_store=``, unless ``allow_private_urls=True`` (or the
    environment variable ``ATDATA_ALLOW_PRIVATE_URLS=1``, handy for a local
-   trial stack). With ``data_store=`` (an ``S3DataStore``/``LocalDiskStore`` or
-   a ``PDSBlobStore``) every shard is copied byte for byte first (verified
-   against the recorded SHA-256) and the record points at the copies.
+   trial stack); local paths allowed this way are published as ``file://``
+   URIs. With ``data_store=`` (an ``S3DataStore``/``LocalDiskStore`` or a
+   ``PDSBlobStore``) every shard is copied byte for byte first, the SHA-256 of
+   each copy is compared with the one the index recorded, and the record
+   points at the copies.
 3. Metadata carries over: the entry's metadata, with ``description``, ``tags``
    and ``license`` taken from it unless given as arguments.
 
@@ -40,7 +42,7 @@ from atdata.atmosphere import (
     PDSBlobStore,
     SchemaPublisher,
 )
-from atdata.atmosphere.index import check_public_urls
+from atdata.atmosphere.index import check_public_urls, file_uri
 from atdata.atmosphere.records import DATASET_COLLECTION, iter_records
 from atdata.local.stores.base import DataStore
 from atdata.protocols import AbstractDataStore, IndexEntry
@@ -127,15 +129,18 @@ def promote_to_atmosphere(
                     f"{exc}; or copy the shards to public storage with "
                     "promote_to_atmosphere(..., data_store=S3DataStore(...) or PDSBlobStore(client))"
                 ) from None
+        urls = [file_uri(u) for u in urls]  # a local path goes into a record as a file:// URI
         return str(publisher.publish_with_urls(urls, schema_uri, sha256=_digests(entry), **fields))
 
     dataset = local_index.dataset_for(entry, sample_type)  # read with the index's credentials
     if isinstance(data_store, PDSBlobStore):
         stored = data_store.upload_shards(dataset)
+        _check_copies(entry, [b.sha256 for b in stored])
         return str(publisher.publish_blobs(stored, schema_uri, **fields))
     if isinstance(data_store, DataStore):
         copied = data_store.copy_shards(dataset, prefix=f"promoted/{target}")
         digests = [s.sha256 for s in copied]
+        _check_copies(entry, digests)
         return str(
             publisher.publish_with_urls(
                 [s.url for s in copied],
@@ -146,6 +151,21 @@ def promote_to_atmosphere(
         )
     copied_urls = data_store.write_shards(dataset, prefix=f"promoted/{target}")
     return str(publisher.publish_with_urls(copied_urls, schema_uri, **fields))
+
+
+def _check_copies(entry: IndexEntry, copied: Sequence[str | None]) -> None:
+    """Compare the SHA-256 of each copy with the one the index recorded (when both are known).
+
+    Nothing is published when a copy differs: the record would point at other bytes.
+    """
+    recorded = _digests(entry)
+    if recorded is None or len(recorded) != len(copied):
+        return  # not recorded (add_entry), or split into blob-sized pieces
+    for url, want, got in zip(entry.data_urls, recorded, copied):
+        if got is not None and got != want:
+            raise ValueError(
+                f"the copy of {url} has SHA-256 {got}, the index recorded {want}; nothing was published"
+            )
 
 
 def _digests(entry: IndexEntry) -> list[str] | None:

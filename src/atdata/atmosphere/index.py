@@ -83,7 +83,7 @@ def _private_reason(url: str) -> str | None:
     return None
 
 
-def _as_uri(url: str) -> str:
+def file_uri(url: str) -> str:
     """A local path as an absolute ``file://`` URL (records hold URIs); other URLs as they are."""
     path = local_path(url)
     if path is None or url.startswith("file://"):
@@ -323,7 +323,7 @@ class AtmosphereIndex:
             allow = self.allow_private_urls if allow_private_urls is None else allow_private_urls
             urls, digests = self._store_urls(dataset, prefix or name)
             if allow:
-                urls = [_as_uri(u) for u in urls]
+                urls = [file_uri(u) for u in urls]
             else:
                 check_public_urls(urls)
             record = self._publisher.publish_urls_record(urls, schema, sha256=digests, **fields)
