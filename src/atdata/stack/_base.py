@@ -161,6 +161,10 @@ class LocalServer:
             shutil.rmtree(self.data_dir, ignore_errors=True)
         _LIVE.discard(self)
 
+    def detach(self) -> None:
+        """Let the server outlive this Python process (it is no longer stopped at exit)."""
+        _LIVE.discard(self)
+
     def __enter__(self) -> LocalServer:
         return self
 
