@@ -55,8 +55,8 @@ class Config:
     reps: int
 
 
-FULL = Config(shards=8, per_shard=420, reps=5)  # 8 x 63 MB
-QUICK = Config(shards=4, per_shard=110, reps=3)  # 4 x 17 MB
+FULL = Config(shards=8, per_shard=420, reps=9)  # 8 x 63 MB
+QUICK = Config(shards=4, per_shard=110, reps=5)  # 4 x 17 MB
 
 
 @contextmanager

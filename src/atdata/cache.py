@@ -398,11 +398,16 @@ class Prefetcher:
         self.__dict__.update(state)
         self._reset()
 
+    def _check_fork(self) -> None:
+        if self._pid != os.getpid():  # forked: the parent's threads are not here
+            self._reset()
+
     def prefetch(self, shard_ids: Sequence[str]) -> None:
         """Start downloading the first shards of ``shard_ids``, the order of the next reads."""
+        self._check_fork()
         with self._lock:
-            if self._pid != os.getpid():  # forked: the parent's threads are not here
-                self._reset()
+            for future in self._pending.values():
+                future.cancel()  # of an earlier order; running downloads finish into the cache
             self._order = list(shard_ids)
             self._next = 0
             self._opened = set()
@@ -411,9 +416,8 @@ class Prefetcher:
 
     def open(self, shard_id: str) -> IO[bytes]:
         """The cached copy of ``shard_id`` opened for reading (a local file)."""
+        self._check_fork()
         with self._lock:
-            if self._pid != os.getpid():
-                self._reset()
             future = self._pending.pop(shard_id, None)
             self._opened.add(shard_id)
             self._schedule()
@@ -434,7 +438,8 @@ class Prefetcher:
 
     def close(self) -> None:
         """Cancel downloads that have not started."""
+        self._check_fork()
         with self._lock:
-            if self._pool is not None and self._pid == os.getpid():
+            if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
             self._reset()
