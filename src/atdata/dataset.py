@@ -167,6 +167,7 @@ class Dataset(Generic[ST]):
         lens = network.transform(self.sample_type, view_type)
         out: Dataset[Any] = Dataset[view_type](self.source, on_error=self.on_error)  # type: ignore[valid-type]
         out._url = self._url
+        out._remote = self._remote  # the same shard cache and prefetching
         if self.sample_type is DictSample and lens is getattr(view_type, "_atdata_dict_lens", None):
             out._read_type = view_type  # decode straight into the view type
         else:
@@ -392,7 +393,8 @@ class Dataset(Generic[ST]):
         state = dict(self.__dict__)
         state.pop("_maps", None)  # memory maps are per process
         state.pop("_keymap", None)
-        state.pop("_random_access", None)  # decoders are closures, rebuilt on first use
+        for per_process in ("_decoders", "_spans", "_shard_ids"):
+            state.pop(per_process, None)  # closures and memory maps, rebuilt on first use
         return state
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -415,7 +417,8 @@ class Dataset(Generic[ST]):
 
     def sample_counts(self) -> tuple[int, ...]:
         """The number of samples in each shard, in shard order."""
-        return tuple(len(self.shard_index(s)) for s in self.list_shards())
+        shards = self._prefetch_order(self.list_shards())  # remote shards download ahead
+        return tuple(len(self.shard_index(s)) for s in shards)
 
     def __len__(self) -> int:
         return sum(self.sample_counts())
@@ -452,15 +455,45 @@ class Dataset(Generic[ST]):
 
     def read_sample(self, shard_pos: int, i: int, *, copy: bool = True) -> Any:
         """Decode sample ``i`` of the shard at position ``shard_pos`` without scanning the shard."""
-        cached = self.__dict__.get("_random_access")
-        if cached is None:
-            cached = (self.list_shards(), {c: self._decoder(c) for c in (True, False)})
-            self._random_access = cached
-        shard = cached[0][shard_pos]
-        index = self.shard_index(shard)
-        view = self._mapped(shard)
-        off, size = int(index.offsets[i]), int(index.sizes[i])
-        return cached[1][copy](shard, index.keys[i], view[off : off + size])
+        return self.read_samples([shard_pos], [i], copy=copy)[0]
+
+    def read_samples(
+        self, shard_positions: Sequence[int], indices: Sequence[int], *, copy: bool = True
+    ) -> list[Any]:
+        """Decode many samples by (shard position, index in shard), through the offset index."""
+        decode = self._random_access()[copy]
+        spans: dict[int, tuple[str, tuple[str, ...], list[int], list[int], memoryview]]
+        spans = self.__dict__.setdefault("_spans", {})
+        out = []
+        for pos, i in zip(shard_positions, indices):
+            span = spans.get(pos)
+            if span is None:
+                shard = self._random_access_shards()[pos]
+                index = self.shard_index(shard)
+                span = (
+                    shard,
+                    index.keys,
+                    index.offsets.tolist(),
+                    index.sizes.tolist(),
+                    self._mapped(shard),
+                )
+                spans[pos] = span
+            shard, keys, offsets, sizes, view = span
+            off = offsets[i]
+            out.append(decode(shard, keys[i], view[off : off + sizes[i]]))
+        return out
+
+    def _random_access(self) -> dict[bool, Callable[[str, str, Any], Any]]:
+        decoders = self.__dict__.get("_decoders")
+        if decoders is None:
+            decoders = self._decoders = {c: self._decoder(c) for c in (True, False)}
+        return decoders
+
+    def _random_access_shards(self) -> list[str]:
+        shards = self.__dict__.get("_shard_ids")
+        if shards is None:
+            shards = self._shard_ids = self.list_shards()
+        return shards
 
     def _mapped(self, shard: str) -> memoryview:
         """A memoryview over the whole shard (memory-mapped when local), kept for reuse."""

@@ -192,6 +192,11 @@ class S3Source:
             region=credentials.get("AWS_REGION"),
         )
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_client"] = None  # boto3 clients do not pickle; each process makes its own
+        return state
+
     @property
     def client(self) -> Any:
         """The boto3 S3 client (created on first use)."""

@@ -49,6 +49,10 @@ def _to_torch(fields: dict[str, Any], batched: bool) -> dict[str, Any]:
     return out
 
 
+def _identity(item: Any) -> Any:
+    return item
+
+
 class TorchDataset(IterableDataset):  # type: ignore[type-arg]
     """Reads one rank's share of an epoch, split across DataLoader workers.
 
@@ -116,11 +120,13 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         plan = self.plan(epoch)
         chunk = self.batch_size or 1
-        read = self.dataset.read_sample
+        read = self.dataset.read_samples
         batched = self.batch_size is not None
-        for ids in plan.worker_chunks(worker, workers, chunk, start):
+        chunks = plan.worker_chunks(worker, workers, chunk, start)
+        self._announce(plan, chunks)
+        for ids in chunks:
             shards, local = plan.locate(ids)
-            samples = [read(int(s), int(i), copy=not batched) for s, i in zip(shards, local)]
+            samples = read(shards.tolist(), local.tolist(), copy=not batched)
             if batched:
                 batch = SampleBatch(samples, self.dataset.sample_type)
                 yield _to_torch(batch.to_dict(), True)
@@ -128,6 +134,15 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
                 sample = samples[0]
                 fields = sample.to_dict() if hasattr(sample, "to_dict") else dict(sample.__dict__)
                 yield _to_torch(fields, False)
+
+    def _announce(self, plan: EpochPlan, chunks: list[np.ndarray]) -> None:
+        """Tell the dataset which shards this worker reads, in order, so remote ones download ahead."""
+        if not chunks:
+            return
+        shards, _ = plan.locate(np.concatenate(chunks))
+        order = list(dict.fromkeys(shards.tolist()))
+        names = self.dataset.list_shards()
+        self.dataset._prefetch_order([names[p] for p in order])
 
     def loader(self, **kwargs: Any) -> Loader:
         """A :class:`Loader` over this dataset; keyword arguments go to ``DataLoader``."""
@@ -148,6 +163,8 @@ class Loader(DataLoader):  # type: ignore[type-arg]
                 "batching happens in the dataset: pass batch_size to to_torch(), not to the loader"
             )
         kwargs["batch_size"] = None
+        # items are already tensors and lists: skip torch's per-element default_convert
+        kwargs.setdefault("collate_fn", _identity)
         super().__init__(dataset, **kwargs)
         self._next = (0, 0)
         self._current: tuple[int, int] | None = None
