@@ -28,7 +28,7 @@ from atdata.errors import AtdataError, SampleError, ShardError
 from atdata.lens import Lens, network
 from atdata.protocols import DataSource
 from atdata.sample import _decoder_for, is_packable
-from atdata.shard_index import ShardIndex, build_index
+from atdata.shard_index import ShardIndex, index_file
 from atdata.sources import S3Source, URLSource, expand_urls, local_path
 
 __all__ = ["Dataset"]
@@ -409,7 +409,7 @@ class Dataset(Generic[ST]):
         if found is None:
             stream = self._open(shard)
             try:
-                found = build_index(stream, shard)
+                found = index_file(stream, shard)
             finally:
                 stream.close()
             indexes[shard] = found

@@ -7,6 +7,9 @@ kept for the life of the dataset, it gives random access (``ds[i]``,
 
 from __future__ import annotations
 
+import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -15,7 +18,7 @@ import numpy as np
 from atdata._tar import iter_members, iter_stream_members, map_file
 from atdata.errors import SampleError
 
-__all__ = ["ShardIndex", "build_index"]
+__all__ = ["ShardIndex", "build_index", "index_file"]
 
 _SUFFIX = ".msgpack"
 
@@ -63,3 +66,33 @@ def build_index(stream: IO[bytes], shard: str) -> ShardIndex:
     return ShardIndex(
         shard, tuple(keys), np.asarray(offsets, np.int64), np.asarray(sizes, np.int64)
     )
+
+
+_CACHE: OrderedDict[tuple[str, int, int, int], ShardIndex] = OrderedDict()
+_CACHE_SIZE = 4096
+_CACHE_LOCK = threading.Lock()
+
+
+def index_file(stream: IO[bytes], shard: str) -> ShardIndex:
+    """:func:`build_index` for a shard, reusing the index of an unchanged local file.
+
+    Indexes of regular files are kept per process, keyed by device, inode, size
+    and modification time, so opening the same shards again (a new ``Dataset``
+    each epoch, DataLoader workers after a fork) walks no header twice.
+    """
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return build_index(stream, shard)
+    key = (shard, st.st_ino, st.st_size, st.st_mtime_ns)
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
+    found = build_index(stream, shard)
+    with _CACHE_LOCK:
+        _CACHE[key] = found
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return found
