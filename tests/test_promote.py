@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,75 @@ from atdata.local import LocalIndex, S3DataStore
 from atdata.promote import SOURCE_CID_KEY, promote_to_atmosphere
 from fixtures_servers import _empty_bucket
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seeds" / "promotion-workflow.md"
+# The "Complete Workflow Example" of the promotion tutorial (the spec), copied verbatim.
+SEED_COMPLETE_EXAMPLE = """\
+import numpy as np
+from numpy.typing import NDArray
+import atdata
+from atdata.local import LocalIndex, S3DataStore
+from atdata.atmosphere import AtmosphereClient
+from atdata.promote import promote_to_atmosphere
+import webdataset as wds
+
+# 1. Define sample type
+@atdata.packable
+class FeatureSample:
+    features: NDArray
+    label: int
+
+# 2. Create local dataset
+samples = [
+    FeatureSample(
+    features=np.random.randn(128).astype(np.float32),
+    label=i % 10,
+)
+    for i in range(1000)
+]
+
+with wds.writer.TarWriter("features.tar") as sink:
+    for i, s in enumerate(samples):
+        sink.write({**s.as_wds, "__key__": f"{i:06d}"})
+
+# 3. Set up index with S3 data store
+store = S3DataStore(
+    credentials={
+    "AWS_ENDPOINT": "http://localhost:9000",
+    "AWS_ACCESS_KEY_ID": "minioadmin",
+    "AWS_SECRET_ACCESS_KEY": "minioadmin",
+},
+    bucket="datasets-bucket",
+)
+local_index = LocalIndex(data_store=store)
+
+# 4. Publish schema and insert dataset
+local_index.publish_schema(FeatureSample, version="1.0.0")
+dataset = atdata.Dataset[FeatureSample]("features.tar")
+local_entry = local_index.insert_dataset(dataset, name="feature-vectors-v1", prefix="features")
+
+# 5. Promote to atmosphere
+client = AtmosphereClient()
+client.login("myhandle.bsky.social", "app-password")
+
+at_uri = promote_to_atmosphere(
+    local_entry,
+    local_index,
+    client,
+    description="Feature vectors for classification",
+    tags=["features", "embeddings"],
+    license="MIT",
+)
+
+print(f"Dataset published: {at_uri}")
+
+# 6. Verify on atmosphere
+from atdata.atmosphere import AtmosphereIndex
+
+atm_index = AtmosphereIndex(client)
+entry = atm_index.get_dataset(at_uri)
+print(f"Name: {entry.name}")
+print(f"Schema: {entry.schema_ref}")
+print(f"URLs: {entry.data_urls}")
+"""
 
 
 @atdata.packable
@@ -61,9 +128,7 @@ def team_entry(tmp_path: Path, s3_env: dict[str, str], bucket: str, name: str, n
 
 
 def seed_complete_example() -> str:
-    text = SEED.read_text()
-    start = text.index("## Complete Workflow Example")
-    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    return SEED_COMPLETE_EXAMPLE
 
 
 def test_seed_complete_example_runs_verbatim(
