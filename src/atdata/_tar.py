@@ -103,7 +103,7 @@ def _checked(
     raise ShardError(shard, "tar header checksum does not match (corrupt header)", offset=bad)
 
 
-_VERIFY_EVERY = 256
+_VERIFY_EVERY = 1024
 
 
 def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
