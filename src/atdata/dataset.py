@@ -200,8 +200,11 @@ class Dataset(Generic[ST]):
 
     def _ordered_samples(self, shards: list[str]) -> Iterator[Any]:
         decode = self._decoder(copy=True)
+        fast = None
+        if self._lens is None and self._read_type is not DictSample:
+            fast = _decoder_for(self._read_type).fast(copy=True)
         for shard in shards:
-            yield from self._payloads(shard, decode)
+            yield from self._payloads(shard, decode, fast)
 
     def shuffled(
         self,
@@ -255,7 +258,10 @@ class Dataset(Generic[ST]):
         yield from buf
 
     def _payloads(
-        self, shard: str, decode: Callable[[str, str, Any], Any] | None = None
+        self,
+        shard: str,
+        decode: Callable[[str, str, Any], Any] | None = None,
+        fast: Callable[[Any], Any] | None = None,
     ) -> Iterator[Any]:
         """``(shard, key, payload)`` for every sample of one shard, or the decoded samples.
 
@@ -289,6 +295,14 @@ class Dataset(Generic[ST]):
                 if decode is None:
                     yield shard, key, payload
                     continue
+                if fast is not None:
+                    try:
+                        sample = fast(payload)
+                    except Exception:
+                        pass
+                    else:
+                        yield sample
+                        continue
                 try:
                     sample = decode(shard, key, payload)
                 except SampleError as exc:

@@ -452,6 +452,34 @@ class _Decoder:
             cache[(copy, prefix)] = found
         return found
 
+    def fast(self, copy: bool) -> Callable[[Any], Any]:
+        """``payload -> sample`` for the hot path: no error wrapping, fewest calls.
+
+        It raises msgspec's or the converters' own errors; call :meth:`decode`
+        on the same payload to get the :class:`~atdata.SampleError` naming the
+        shard, key and field.
+        """
+        decode_raw, asdict, new, cls = self._decode, self._asdict, self._new, self.cls
+        convs = self._top[copy]
+        if not convs:
+
+            def plain(data: Any) -> Any:
+                obj = new(cls)
+                obj.__dict__ = asdict(decode_raw(data))
+                return obj
+
+            return plain
+
+        def converted(data: Any) -> Any:
+            values = asdict(decode_raw(data))
+            for name, conv in convs:
+                values[name] = conv(values[name])
+            obj = new(cls)
+            obj.__dict__ = values
+            return obj
+
+        return converted
+
     def from_wire(self, wire: Any, copy: bool, prefix: str = "") -> Any:
         values = self._asdict(wire)
         for name, conv in self._top[copy] if not prefix else self.converters(copy, prefix):
