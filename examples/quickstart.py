@@ -49,7 +49,9 @@ def main() -> None:
     start = time.perf_counter()
     dataset = atdata.write_samples(samples, workdir / "images.tar", maxcount=250)
     took = time.perf_counter() - start
-    print(f"wrote {len(samples)} samples into {len(dataset.list_shards())} shards under {workdir} in {took * 1e3:.0f} ms")
+    print(
+        f"wrote {len(samples)} samples into {len(dataset.list_shards())} shards under {workdir} in {took * 1e3:.0f} ms"
+    )
 
     typed = atdata.Dataset[ImageSample](str(workdir / "images-{000000..000003}.tar"))
     first = typed.head(1)[0]
@@ -58,7 +60,9 @@ def main() -> None:
     n = 0
     for batch in typed.ordered(batch_size=32):
         n += len(batch)
-    print(f"read {n} samples in batches; last batch.image.shape = {batch.image.shape}, labels: {batch.label[:3]}")
+    print(
+        f"read {n} samples in batches; last batch.image.shape = {batch.image.shape}, labels: {batch.label[:3]}"
+    )
 
     order = [s.label for s in typed.shuffled(seed=42)][:6]
     print(f"shuffled (seed=42), first labels: {order}")
