@@ -492,7 +492,6 @@ def test_s3_shard_deleted_mid_epoch_is_retried_then_reported(
 def test_dataloader_workers_share_the_cache(
     s3_client: Any, s3_bucket: str, s3_env: dict[str, str], tmp_path: Path
 ) -> None:
-    pytest.importorskip("torch")
     urls = upload(s3_client, s3_bucket, write_shards(tmp_path, 4))
     cache = ShardCache(tmp_path / "cache")
     ds = atdata.Dataset[Item](urls, credentials=s3_env, cache=cache)
