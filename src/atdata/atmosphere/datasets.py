@@ -24,7 +24,7 @@ import base64
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -36,8 +36,7 @@ from atdata.atmosphere.records import (
     DATASET_COLLECTION,
     InvalidRecordError,
     Record,
-    fetch_record,
-    iter_records,
+    RecordLoader,
     timestamp,
 )
 from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher
@@ -470,7 +469,7 @@ def _as_path(blob: bytes | str | os.PathLike[str] | IO[bytes], spill: Path) -> s
     return str(spill)
 
 
-class DatasetLoader:
+class DatasetLoader(RecordLoader):
     """Read dataset records (ours or any account's) and open them as typed datasets.
 
     Example::
@@ -481,27 +480,7 @@ class DatasetLoader:
         ds = loader.to_dataset(rec.uri, FeatureSample)
     """
 
-    def __init__(self, client: AtmosphereClient) -> None:
-        self.client = client
-
-    def get(self, uri: str | AtUri) -> Record:
-        """The dataset record at ``uri``, checked against the lexicon."""
-        return fetch_record(self.client, uri, DATASET_COLLECTION)
-
-    def iter_all(self, *, repo: str | None = None) -> Iterator[Record]:
-        """Every dataset record of ``repo`` (a DID or handle; default: ours), newest first."""
-        return iter_records(self.client, DATASET_COLLECTION, repo=repo)
-
-    def list_all(self, limit: int | None = None, *, repo: str | None = None) -> list[Record]:
-        """Dataset records of ``repo`` (default: ours), newest first, every page up to ``limit``."""
-        out: list[Record] = []
-        if limit is not None and limit <= 0:
-            return out
-        for record in self.iter_all(repo=repo):
-            out.append(record)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+    collection = DATASET_COLLECTION
 
     def get_storage_type(self, uri: str | AtUri) -> StorageType:
         """``"external"`` (URLs) or ``"blobs"`` (PDS blobs)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,8 +25,7 @@ from atdata.atmosphere.records import (
     LENS_COLLECTION,
     SCHEMA_COLLECTION,
     Record,
-    fetch_record,
-    iter_records,
+    RecordLoader,
     timestamp,
 )
 from atdata.atmosphere.uri import AtUri
@@ -197,7 +196,7 @@ class LensPublisher:
         )
 
 
-class LensLoader:
+class LensLoader(RecordLoader):
     """Read lens records; the code they reference is never fetched or run.
 
     Example::
@@ -207,27 +206,7 @@ class LensLoader:
             print(ref.repository, ref.commit, ref.path)
     """
 
-    def __init__(self, client: AtmosphereClient) -> None:
-        self.client = client
-
-    def get(self, uri: str | AtUri) -> Record:
-        """The lens record at ``uri``, checked against the lexicon."""
-        return fetch_record(self.client, uri, LENS_COLLECTION)
-
-    def iter_all(self, *, repo: str | None = None) -> Iterator[Record]:
-        """Every lens record of ``repo`` (a DID or handle; default: ours), newest first."""
-        return iter_records(self.client, LENS_COLLECTION, repo=repo)
-
-    def list_all(self, limit: int | None = None, *, repo: str | None = None) -> list[Record]:
-        """Lens records of ``repo`` (default: ours), newest first, every page up to ``limit``."""
-        out: list[Record] = []
-        if limit is not None and limit <= 0:
-            return out
-        for record in self.iter_all(repo=repo):
-            out.append(record)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+    collection = LENS_COLLECTION
 
     def find_by_schemas(
         self,

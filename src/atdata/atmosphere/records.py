@@ -13,10 +13,11 @@ break a listing. Nothing in a record is ever executed.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from atdata.atmosphere._lexicon import LexiconValidationError, validate_record
 from atdata.atmosphere.client import AtmosphereError
@@ -31,6 +32,7 @@ __all__ = [
     "SCHEMA_COLLECTION",
     "InvalidRecordError",
     "Record",
+    "RecordLoader",
     "checked_record",
     "fetch_record",
     "iter_records",
@@ -159,3 +161,30 @@ def newest(records: Iterable[Record]) -> Record | None:
     True
     """
     return max(records, key=_age_key, default=None)
+
+
+class RecordLoader:
+    """Reads the records of one collection, ours or any account's (the loaders' base).
+
+    ``get`` checks a record against the collection's lexicon; ``iter_all`` and
+    ``list_all`` go through every page, newest first, keeping each record's URI.
+    """
+
+    collection: ClassVar[str]
+
+    def __init__(self, client: AtmosphereClient) -> None:
+        self.client = client
+
+    def get(self, uri: str | AtUri) -> Record:
+        """The record at ``uri``, checked against the lexicon."""
+        return fetch_record(self.client, uri, self.collection)
+
+    def iter_all(self, *, repo: str | None = None) -> Iterator[Record]:
+        """Every record of ``repo`` (a DID or handle; default: ours), newest first."""
+        return iter_records(self.client, self.collection, repo=repo)
+
+    def list_all(self, limit: int | None = None, *, repo: str | None = None) -> list[Record]:
+        """Records of ``repo`` (default: ours), newest first, every page up to ``limit``."""
+        if limit is not None and limit <= 0:
+            return []
+        return list(itertools.islice(self.iter_all(repo=repo), limit))

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from atdata.atmosphere.records import (
     SCHEMA_COLLECTION,
-    Record,
-    fetch_record,
-    iter_records,
+    RecordLoader,
     newest,
     timestamp,
 )
@@ -233,7 +231,7 @@ class SchemaPublisher:
         return self.client.create_record(SCHEMA_COLLECTION, record)
 
 
-class SchemaLoader:
+class SchemaLoader(RecordLoader):
     """Read ``ac.foundation.dataset.sampleSchema`` records, ours or any account's.
 
     Example::
@@ -244,27 +242,7 @@ class SchemaLoader:
         Decoded = loader.decode(schema.uri)
     """
 
-    def __init__(self, client: AtmosphereClient) -> None:
-        self.client = client
-
-    def get(self, uri: str | AtUri) -> Record:
-        """The schema record at ``uri``, checked against the lexicon."""
-        return fetch_record(self.client, uri, SCHEMA_COLLECTION)
-
-    def iter_all(self, *, repo: str | None = None) -> Iterator[Record]:
-        """Every schema record of ``repo`` (a DID or handle; default: ours), newest first."""
-        return iter_records(self.client, SCHEMA_COLLECTION, repo=repo)
-
-    def list_all(self, limit: int | None = None, *, repo: str | None = None) -> list[Record]:
-        """Schema records of ``repo`` (default: ours), newest first, every page up to ``limit``."""
-        out: list[Record] = []
-        if limit is not None and limit <= 0:
-            return out
-        for record in self.iter_all(repo=repo):
-            out.append(record)
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+    collection = SCHEMA_COLLECTION
 
     def find(
         self,
