@@ -1,10 +1,11 @@
-"""atdata quick start: write a typed dataset, read it back typed, batched and shuffled.
+"""atdata quick start: write a typed dataset, read it back typed, batched and shuffled, index it.
 
 Runs on embedded defaults, no server needed:  python examples/quickstart.py
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -72,6 +73,21 @@ def main() -> None:
 
     untyped = atdata.Dataset(typed.list_shards()).head(1)[0]
     print(f"without a type: DictSample with fields {untyped.keys()}")
+
+    # The team layer on its embedded default: a SQLite index and a local disk store under
+    # ATDATA_HOME (here the demo's own folder, unless you set one).
+    os.environ.setdefault("ATDATA_HOME", str(workdir / "home"))
+    index = atdata.Index()
+    schema_ref = index.publish_schema(ImageSample, version="1.0.0")
+    entry = index.insert_dataset(typed, name="quickstart-images")
+    print(
+        f"indexed {entry.name!r} ({len(entry.data_urls)} shards copied, cid {entry.cid[:16]}...) with schema {schema_ref}"
+    )
+    found = atdata.load_dataset("@local/quickstart-images", split="train")
+    print(
+        f"load_dataset('@local/quickstart-images'): {found.sample_type.__name__}, {len(found)} samples, "
+        f"type rebuilt from the stored schema"
+    )
 
 
 if __name__ == "__main__":
