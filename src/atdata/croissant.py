@@ -6,9 +6,10 @@ pure function: everything it describes comes from its arguments, so a web
 handler can call it on records it already holds. It accepts
 
 - a team-index entry (:class:`~atdata.IndexEntry`: ``name``, ``schema_ref``,
-  ``data_urls``, ``metadata``, and ``shards``, ``created_at``, ``cid`` when
-  present), whose ``metadata`` may hold ``description``, ``tags``,
-  ``license``, ``version``, ``creator`` and ``citation``;
+  ``data_urls``, ``metadata``, and ``shards``, ``created_at``, ``cid`` and
+  ``splits`` (split name to shard indices) when present), whose ``metadata``
+  may hold ``description``, ``tags``, ``license``, ``version``, ``creator``
+  and ``citation``;
 - a federation entry (an object with ``uri`` and ``record``, like
   ``AtmosphereIndexEntry``), a checked record (a dict with a ``uri``
   attribute), or a record as ``com.atproto.repo.getRecord`` returns it
@@ -201,8 +202,11 @@ def _from_index_entry(entry: Any) -> _Entry:
     for url in entry.data_urls:
         info = recorded.get(url)
         size = _count(getattr(info, "size", None))
-        digest = getattr(info, "sha256", None)
+        digest = _digest(getattr(info, "sha256", None))
+        if digest is None and url.startswith("at://") and "/blob/" in url:
+            digest = _cid_sha256(url.rsplit("/", 1)[-1])
         shards.append(_Shard(_file_url(url), size, digest))
+    splits = getattr(entry, "splits", None)
     tags = meta.get("tags")
     return _Entry(
         where=f"dataset {name!r}",
@@ -215,6 +219,13 @@ def _from_index_entry(entry: Any) -> _Entry:
         tags=[t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
         created=_text(getattr(entry, "created_at", None)),
         cid=_text(getattr(entry, "cid", None)),
+        splits=_record_splits(
+            [{"name": n, "shards": list(i)} for n, i in splits.items()]
+            if isinstance(splits, Mapping)
+            else None,
+            len(shards),
+            f"dataset {name!r}",
+        ),
     )
 
 
@@ -693,14 +704,15 @@ def to_croissant(
     doc["identifier"] = e.uri or e.cid or e.name
     if any(s.sha256 is None for s in e.shards):
         doc["isLiveDataset"] = True
-    schema_link: dict[str, Any] = {
-        "@type": "sc:CreativeWork",
-        "name": "atdata sample schema",
-        "url": e.schema_ref,
-    }
-    if e.schema_cid:
-        schema_link["identifier"] = e.schema_cid
-    doc["isBasedOn"] = [schema_link]
+    if e.schema_ref:
+        schema_link: dict[str, Any] = {
+            "@type": "sc:CreativeWork",
+            "name": "atdata sample schema",
+            "url": e.schema_ref,
+        }
+        if e.schema_cid:
+            schema_link["identifier"] = e.schema_cid
+        doc["isBasedOn"] = [schema_link]
     if lenses:
         doc["subjectOf"] = _lens_links(lenses)
     doc["distribution"] = distribution
