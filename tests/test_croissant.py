@@ -492,17 +492,15 @@ def test_cli_local_name_and_files(tmp_path: Path) -> None:
     assert sorted(split_names) == ["test", "train"]
 
 
-def test_cli_published_by_handle(pds_client: Any, pds_account: dict[str, str]) -> None:
+def test_cli_published_by_handle(
+    pds_client: Any, pds_account: dict[str, str], tmp_path: Path
+) -> None:
     from atdata.atmosphere import AtmosphereIndex, PDSBlobStore
 
     index = AtmosphereIndex(pds_client, data_store=PDSBlobStore(pds_client))
+    shards = atdata.write_samples(photos(3), tmp_path / "c.tar")
     entry = index.insert_dataset(
-        atdata.Dataset[Photo](
-            atdata.write_samples(photos(3), Path(os.environ["ATDATA_HOME"]) / "c.tar").list_shards()
-        ),
-        name="cli blobs",
-        license="MIT",
-        metadata={"version": "1.0.0"},
+        shards, name="cli blobs", license="MIT", metadata={"version": "1.0.0"}
     )
     env = {
         "ATDATA_PDS_URL": pds_account["pds_url"],
@@ -567,6 +565,14 @@ def test_a_schema_that_cannot_be_described_names_the_dataset() -> None:
     }
     with pytest.raises(CroissantError, match=r"3kbad.*'ref'"):
         to_croissant(bad_entry(), schema=schema)
+
+
+def test_the_validator_refuses_an_unpinned_shard_not_declared_live() -> None:
+    """The negative control: mlcroissant does check what these tests rely on."""
+    doc = to_croissant(bad_entry(license="MIT"), schema=Part)
+    assert doc.pop("isLiveDataset") is True
+    with pytest.raises(mlc.ValidationError, match="sha256"):
+        validate(doc)
 
 
 def test_spdx_urls() -> None:
