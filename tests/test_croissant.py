@@ -414,6 +414,11 @@ def test_blob_stored_record(pds_client: Any, tmp_path: Path) -> None:
     _, warnings = validate(doc)
     assert warnings == set()
     assert "isLiveDataset" not in doc
+    # the published schema record carries the declared shape, and so does arrayShape
+    published = pds_client.get_record(entry.schema_ref)
+    image_type = next(f for f in published["fields"] if f["name"] == "image")["fieldType"]
+    assert image_type["shape"] == [3, -1, 4]
+    assert fields_by_id(doc, "Photo")["Photo/image"]["arrayShape"] == "3,-1,4"
     files = [d for d in doc["distribution"] if d["@type"] == "cr:FileObject"]
     assert [f["sha256"] for f in files] == local_digests
     for fo, blob in zip(files, entry.record["storage"]["blobs"]):

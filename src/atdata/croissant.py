@@ -334,7 +334,8 @@ def _record_metadata(raw: Any, uri: str) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        data = raw if isinstance(raw, bytes) else base64.b64decode(raw["$bytes"] + "==")
+        text = raw["$bytes"] if not isinstance(raw, bytes) else ""
+        data = raw if isinstance(raw, bytes) else base64.b64decode(text + "=" * (-len(text) % 4))
         if len(data) > _MAX_METADATA:
             raise ValueError("too large")
         value = msgpack.unpackb(data, raw=False, strict_map_key=False)
@@ -455,7 +456,7 @@ def _fields(sample_type: type, rs: str, path: str) -> list[dict[str, Any]]:
     ]
 
 
-def _sample_type(schema: Any, where: str) -> type:
+def _sample_type(schema: Any) -> type:
     if is_packable(schema):
         return schema  # type: ignore[no-any-return]
     if not isinstance(schema, Mapping):
@@ -463,10 +464,7 @@ def _sample_type(schema: Any, where: str) -> type:
     value = schema.get("value") if isinstance(schema.get("value"), Mapping) else schema
     if value.get("$type") == _SCHEMA:
         value = _codec_form(value)
-    try:
-        return schema_to_type(value)
-    except SchemaError as exc:
-        raise CroissantError(f"{where}: its schema cannot be described: {exc}") from None
+    return schema_to_type(value)
 
 
 def _codec_form(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -676,8 +674,14 @@ def to_croissant(
     the entry when a record is malformed or its schema cannot be described.
     """
     e = _normalise(entry, uri, pds)
-    if schema is None and index is not None:
-        schema = index.decode_schema(e.schema_ref)
+    sample_type = None
+    try:
+        if schema is None and index is not None:
+            schema = index.decode_schema(e.schema_ref)
+        if schema is not None:
+            sample_type = _sample_type(schema)
+    except SchemaError as exc:
+        raise CroissantError(f"{e.where}: its schema cannot be described: {exc}") from None
     page = url or e.uri or f"atdata://local/dataset/{quote(e.name, safe='')}"
     who = _creator(e, creator)
     distribution, ids = _distribution(e)
@@ -717,8 +721,8 @@ def to_croissant(
         doc["subjectOf"] = _lens_links(lenses)
     doc["distribution"] = distribution
     record_sets = []
-    if schema is not None:
-        record_sets.append(_record_set(_sample_type(schema, e.where), e.schema_ref))
+    if sample_type is not None:
+        record_sets.append(_record_set(sample_type, e.schema_ref))
     if e.splits:
         record_sets.append(_split_set(e.splits, ids))
     if record_sets:
