@@ -31,6 +31,7 @@ from atdata.schema import schema_record, schema_to_type
 ATDATA = Path(sys.executable).parent / "atdata"
 RECORD = "ac.foundation.dataset.record"
 SCHEMA = "ac.foundation.dataset.sampleSchema"
+EXTERNAL = "ac.foundation.dataset.storageExternal"
 
 
 @atdata.packable
@@ -548,6 +549,12 @@ def bad_entry(**value: Any) -> dict[str, Any]:
         ({"storage": {"$type": "ac.foundation.dataset.storageExternal", "urls": []}}, "urls"),
         ({"storage": {"$type": "ac.foundation.dataset.storageBlobs", "blobs": [{}]}}, "no CID"),
         ({"splits": [{"name": "train", "shards": [5]}]}, "out of range"),
+        (
+            {"storage": {"$type": EXTERNAL, "urls": ["https://x.org/{0..999999999}.tar"]}},
+            "more than 100000 shards",
+        ),
+        ({"storage": {"$type": EXTERNAL, "urls": ["https://x.org/" + "{a,b}" * 60]}}, "more than"),
+        ({"storage": {"$type": EXTERNAL, "urls": ["https://x.org/{a.tar"]}}, "storage.urls"),
         ({"splits": [{"shards": [0]}]}, "name"),
         ({"metadata": {"$bytes": "!!!"}}, "metadata"),
         ({"name": ""}, "'name'"),

@@ -111,6 +111,8 @@ _MAX_SHARDS = 100_000
 _MAX_METADATA = 1_000_000
 _MAX_DEPTH = 64
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_BRACE_GROUP = re.compile(r"\{([^{}]*)\}")
+_BRACE_RANGE = re.compile(r"^(-?\d+|[A-Za-z])\.\.(-?\d+|[A-Za-z])(?:\.\.(-?\d+))?$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PRIMITIVES = {
     "str": "sc:Text",
@@ -182,7 +184,6 @@ class _Entry:
     did: str | None = None
     cid: str | None = None
     schema_cid: str | None = None
-    samples: int | None = None
     splits: list[tuple[str, list[int]]] = field(default_factory=list)
 
 
@@ -255,7 +256,6 @@ def _from_record(value: Mapping[str, Any], uri: str, cid: str | None, pds: str |
     else:
         raise CroissantError(f"{uri}: unknown storage type {kind!r}")
     tags = value.get("tags")
-    size = value.get("size") if isinstance(value.get("size"), Mapping) else {}
     return _Entry(
         where=uri,
         name=name,
@@ -270,7 +270,6 @@ def _from_record(value: Mapping[str, Any], uri: str, cid: str | None, pds: str |
         did=did,
         cid=cid,
         schema_cid=_text(value.get("schemaCid")),
-        samples=_count(size.get("samples")),
         splits=_record_splits(value.get("splits"), len(shards), uri),
     )
 
@@ -279,16 +278,47 @@ def _external_shards(storage: Mapping[str, Any], uri: str) -> list[_Shard]:
     urls = storage.get("urls")
     if not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls):
         raise CroissantError(f"{uri}: storage.urls must be a list of URLs")
+    if sum(_expansion_size(u) for u in urls) > _MAX_SHARDS:
+        raise CroissantError(f"{uri}: storage.urls name more than {_MAX_SHARDS} shards")
     try:
         expanded = expand_urls(urls)
     except (ValueError, AtdataError) as exc:
         raise CroissantError(f"{uri}: storage.urls: {exc}") from None
-    if len(expanded) > _MAX_SHARDS:
-        raise CroissantError(f"{uri}: more than {_MAX_SHARDS} shards")
     digests = storage.get("sha256")
     if not isinstance(digests, list) or len(digests) != len(expanded):
         digests = [None] * len(expanded)
     return [_Shard(u, None, _digest(d)) for u, d in zip(expanded, digests)]
+
+
+def _expansion_size(pattern: str) -> int:
+    """How many URLs a brace pattern expands to (an upper bound), without expanding it."""
+    sizes: list[int] = []
+
+    def product(text: str) -> int:
+        n = 1
+        for token in re.findall(r"\x00(\d+)\x00", text):
+            n *= sizes[int(token)]
+        return n
+
+    def reduce(m: re.Match[str]) -> str:
+        body = m.group(1)
+        ranged = _BRACE_RANGE.match(body)
+        if ranged:
+            lo, hi, step = ranged.group(1), ranged.group(2), ranged.group(3)
+            a, b = (int(lo), int(hi)) if lo.lstrip("-").isdigit() else (ord(lo), ord(hi))
+            size = abs(b - a) // max(abs(int(step or 1)), 1) + 1
+        elif "," in body:
+            size = sum(product(alt) for alt in body.split(","))
+        else:
+            size = product(body)
+        sizes.append(min(size, _MAX_SHARDS + 1))
+        return f"\x00{len(sizes) - 1}\x00"
+
+    text = pattern.replace("\x00", "")
+    while True:
+        text, n = _BRACE_GROUP.subn(reduce, text, count=1)
+        if not n:
+            return min(product(text), _MAX_SHARDS + 1)
 
 
 def _digest(value: Any) -> str | None:
