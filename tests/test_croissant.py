@@ -284,7 +284,8 @@ def test_shape_round_trips_through_the_schema_record() -> None:
     assert by_name["frames"]["items"]["shape"] == [2, 2]
     rebuilt = {s.name: s.type for s in fields_of(schema_to_type(record))}
     assert rebuilt["image"].shape == (3, -1, 4) and rebuilt["image"].dtype == np.uint8
-    assert rebuilt["frames"].item.shape == (2, 2)
+    frame = rebuilt["frames"].item
+    assert frame is not None and frame.shape == (2, 2)
     assert schema_record(schema_to_type(record), version="1.0.0")["fields"] == record["fields"]
 
 

@@ -243,8 +243,8 @@ def _from_record(value: Mapping[str, Any], uri: str, cid: str | None, pds: str |
     if value.get("$type", _DATASET) != _DATASET:
         raise CroissantError(f"{uri}: not a dataset record ($type {value.get('$type')!r})")
     did = uri.removeprefix("at://").split("/", 1)[0]
-    name, schema_ref = value.get("name"), value.get("schemaRef")
-    if not _text(name) or not _text(schema_ref):
+    name, schema_ref = _text(value.get("name")), _text(value.get("schemaRef"))
+    if name is None or schema_ref is None:
         raise CroissantError(f"{uri}: a dataset record needs 'name' and 'schemaRef'")
     storage = value.get("storage")
     storage = storage if isinstance(storage, Mapping) else {}
@@ -491,7 +491,8 @@ def _sample_type(schema: Any) -> type:
         return schema  # type: ignore[no-any-return]
     if not isinstance(schema, Mapping):
         raise TypeError(f"schema must be a schema record or a @packable type, not {schema!r}")
-    value = schema.get("value") if isinstance(schema.get("value"), Mapping) else schema
+    inner = schema.get("value")
+    value: Mapping[str, Any] = inner if isinstance(inner, Mapping) else schema
     if value.get("$type") == _SCHEMA:
         value = _codec_form(value)
     return schema_to_type(value)
