@@ -609,3 +609,16 @@ def test_validation_output_is_quiet_for_good_documents(caplog: pytest.LogCapture
         )
     )
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_the_core_module_imports_neither_the_team_nor_the_federation_layer() -> None:
+    import ast
+
+    import atdata.croissant
+
+    tree = ast.parse(Path(atdata.croissant.__file__).read_text())
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert not {m for m in imported if m.startswith(("atdata.local", "atdata.atmosphere"))}
+    assert "atdata.schema" in imported  # the check sees atdata's own imports
