@@ -272,6 +272,18 @@ def test_non_ascii_field_names_get_valid_json_paths() -> None:
     assert fields_by_id(doc, "Größe")["Größe/maß"]["source"]["extract"]["jsonPath"] == "$.'maß'"
 
 
+def test_a_sample_type_named_like_the_documents_own_nodes_keeps_ids_unique() -> None:
+    record = {
+        "name": "splits",
+        "version": "1.0.0",
+        "fields": [{"name": "x", "fieldType": {"$type": "local#primitive", "primitive": "int"}}],
+    }
+    entry = bad_entry(splits=[{"name": "train", "shards": [0]}], license="MIT")
+    doc = to_croissant(entry, schema=record)
+    validate(doc)
+    assert [r["@id"] for r in doc["recordSet"]] == ["splits-records", "splits"]
+
+
 # --------------------------------------------------------------------------- shapes in schemas
 
 

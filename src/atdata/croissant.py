@@ -536,6 +536,8 @@ def _codec_form(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def _record_set(sample_type: type, schema_ref: str) -> dict[str, Any]:
     rs = sample_type.__name__
+    if rs in (_SAMPLES, _SPLITS):  # the @ids of the file set and the split record set
+        rs += "-records"
     key = {
         "@type": "cr:Field",
         "@id": f"{rs}/__key__",
