@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from atdata.load import DatasetDict, load_dataset
     from atdata.local import Index
     from atdata.promote import promote_to_atmosphere
+    from atdata.schema import schema_to_type
 
 # The team and federation layers load on first use, so ``import atdata`` stays light.
 _LAZY = {
@@ -39,6 +40,7 @@ _LAZY = {
     "Index": "atdata.local",
     "load_dataset": "atdata.load",
     "promote_to_atmosphere": "atdata.promote",
+    "schema_to_type": "atdata.schema",
 }
 
 
@@ -84,5 +86,6 @@ __all__ = [
     "load_dataset",
     "packable",
     "promote_to_atmosphere",
+    "schema_to_type",
     "write_samples",
 ]

@@ -220,6 +220,11 @@ class VerifiedSource:
         """The inner source's shards."""
         return self.inner.list_shards()
 
+    @property
+    def shard_list(self) -> list[str]:
+        """The existing atdata's name of :meth:`list_shards`."""
+        return self.list_shards()
+
     def open_shard(self, shard_id: str) -> IO[bytes]:
         """Open a shard of the inner source, checked."""
         stream = self.inner.open_shard(shard_id)
