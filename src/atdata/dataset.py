@@ -586,6 +586,30 @@ class Dataset(Generic[ST]):
             world_size=world_size,
         )
 
+    # ------------------------------------------------------------------ export
+
+    def to_parquet(
+        self,
+        path: str | os.PathLike[str],
+        sample_map: Callable[[Any], Mapping[str, Any]] | None = None,
+        maxcount: int | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Write the samples to Parquet, one row per sample, in bounded memory; return the files.
+
+        Array fields become Arrow fixed-shape tensor columns (one shape and
+        dtype per column). ``sample_map`` turns a sample into the row dict;
+        with ``maxcount``, files of at most that many rows are written as
+        ``{stem}-{i:06d}{suffix}``. ``row_group_size`` (rows) and
+        ``row_group_bytes`` bound each row group; other keyword arguments go to
+        ``pyarrow.parquet.ParquetWriter`` (``compression=...``). Needs ``pyarrow``.
+
+        >>> # ds.to_parquet("features.parquet", compression="zstd")
+        """
+        from atdata._parquet import write_parquet
+
+        return write_parquet(self, path, sample_map, maxcount, **kwargs)
+
     # ------------------------------------------------------------------ processing
 
     def map_shards(
