@@ -27,6 +27,7 @@ from atdata.sources import S3Source, URLSource
 from atdata.writer import ShardWriter, write_samples
 
 if TYPE_CHECKING:
+    from atdata._hf import from_hf
     from atdata.atmosphere.blobs import BlobSource
     from atdata.load import DatasetDict, load_dataset
     from atdata.local import Index
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "BlobSource": "atdata.atmosphere.blobs",
     "DatasetDict": "atdata.load",
+    "from_hf": "atdata._hf",
     "Index": "atdata.local",
     "load_dataset": "atdata.load",
     "promote_to_atmosphere": "atdata.promote",
@@ -82,6 +84,7 @@ __all__ = [
     "ShardWriter",
     "URLSource",
     "__version__",
+    "from_hf",
     "lens",
     "load_dataset",
     "packable",

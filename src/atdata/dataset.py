@@ -610,6 +610,19 @@ class Dataset(Generic[ST]):
 
         return write_parquet(self, path, sample_map, maxcount, **kwargs)
 
+    def to_hf(self) -> Any:
+        """A Hugging Face ``datasets.IterableDataset`` over these shards, one dict per sample.
+
+        One Hugging Face shard per atdata shard, so ``DataLoader`` workers and
+        ``datasets.distributed.split_dataset_by_node`` split it by shard. Needs
+        ``datasets`` (``pip install 'atdata[hf]'``).
+
+        >>> # hf = ds.to_hf().with_format("torch")
+        """
+        from atdata._hf import to_hf
+
+        return to_hf(self)
+
     # ------------------------------------------------------------------ processing
 
     def map_shards(
