@@ -9,6 +9,8 @@ and the suite's SeaweedFS.
 from __future__ import annotations
 
 import os
+import sys
+import types
 import warnings
 from pathlib import Path
 from typing import Any
@@ -255,3 +257,35 @@ def test_top_level_schema_to_type_reads_seed_era_records(shards: Path) -> None:
     got = list(ds)
     assert [s.label for s in got] == [100, 101]
     np.testing.assert_array_equal(got[0].values, np.full(3, 100, np.float32))
+
+
+# --------------------------------------------------------------------------- the switching page
+
+
+def test_switching_page_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    import re
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "switching.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), re.MULTILINE | re.DOTALL)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "switch").mkdir()
+    module = types.ModuleType("switching_example")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the example uses no deprecated name
+        exec(compile(blocks[0], str(page), "exec"), module.__dict__)
+    assert [Path(f).name for f in module.files] == ["train.parquet"]
+
+
+def test_top_level_cid_functions() -> None:
+    from atdata import cid
+
+    assert atdata.generate_cid is cid.generate_cid and atdata.verify_cid is cid.verify_cid
+    made = atdata.generate_cid({"schema_ref": "s", "data_urls": ["a.tar"]})
+    assert made.startswith("bafyrei")
+    assert atdata.verify_cid(made, {"data_urls": ["a.tar"], "schema_ref": "s"})
+    for name in atdata.__all__:  # every exported name resolves
+        assert getattr(atdata, name) is not None

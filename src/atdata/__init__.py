@@ -29,6 +29,7 @@ from atdata.writer import ShardWriter, write_samples
 if TYPE_CHECKING:
     from atdata._hf import from_hf
     from atdata.atmosphere.blobs import BlobSource
+    from atdata.cid import generate_cid, verify_cid
     from atdata.load import DatasetDict, load_dataset
     from atdata.local import Index
     from atdata.promote import promote_to_atmosphere
@@ -39,10 +40,12 @@ _LAZY = {
     "BlobSource": "atdata.atmosphere.blobs",
     "DatasetDict": "atdata.load",
     "from_hf": "atdata._hf",
+    "generate_cid": "atdata.cid",
     "Index": "atdata.local",
     "load_dataset": "atdata.load",
     "promote_to_atmosphere": "atdata.promote",
     "schema_to_type": "atdata.schema",
+    "verify_cid": "atdata.cid",
 }
 
 
@@ -85,10 +88,12 @@ __all__ = [
     "URLSource",
     "__version__",
     "from_hf",
+    "generate_cid",
     "lens",
     "load_dataset",
     "packable",
     "promote_to_atmosphere",
     "schema_to_type",
+    "verify_cid",
     "write_samples",
 ]
