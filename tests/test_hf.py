@@ -127,6 +127,13 @@ def test_from_hf_iterable_dataset_and_patterns(hf_ds: datasets.Dataset, tmp_path
     assert all(s.type.optional for s in fields_of(ds.sample_type))
     one = atdata.from_hf(hf_ds, tmp_path / "one.tar", maxcount=None)
     assert one.list_shards() == [str(tmp_path / "one.tar")]
+    # nothing is overwritten: shards of an earlier run would mix with the new ones
+    for out in (tmp_path / "one.tar", tmp_path / "it" / "train-%03d.tar"):
+        with pytest.raises(FileExistsError, match="already exists"):
+            atdata.from_hf(hf_ds, out, maxcount=None)
+    atdata.from_hf(hf_ds, tmp_path / "dir", maxcount=5)
+    with pytest.raises(FileExistsError, match=r"data-000000\.tar"):
+        atdata.from_hf(hf_ds, tmp_path / "dir")
 
 
 @atdata.packable

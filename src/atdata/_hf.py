@@ -238,11 +238,24 @@ def _sample(sample_type: type, row: Mapping[str, Any], i: int) -> Any:
         raise SampleError(exc.reason, key=f"row {i}", field=exc.field) from None
 
 
-def _pattern(out: str | os.PathLike[str]) -> str:
+def _pattern(out: str | os.PathLike[str], sharded: bool) -> str:
+    """The shard pattern for ``out``; refuses one whose first shard already exists."""
     text = os.fspath(out)
-    if "%" in text or text.endswith(".tar"):
-        return text
-    return os.path.join(text, "data-%06d.tar")
+    directory = "%" not in text and not text.endswith(".tar")
+    pattern = os.path.join(text, "data-%06d.tar") if directory else text
+    if "%" in pattern:
+        first = pattern % 0
+    elif sharded:
+        stem, _, ext = pattern.rpartition(".")
+        first = f"{stem}-000000.{ext}"
+    else:
+        first = pattern
+    if os.path.exists(first):
+        raise FileExistsError(
+            f"{first} already exists; write to a new directory or pattern (shards of an "
+            "earlier run would otherwise mix with these)"
+        )
+    return pattern
 
 
 def from_hf(
@@ -262,7 +275,8 @@ def from_hf(
     features (see :mod:`atdata._hf`); with one, each row's columns of that
     name are converted to its fields (other columns are left out). A row that
     does not fit raises :class:`~atdata.SampleError` naming it and the column,
-    and the shards written so far are removed.
+    and the shards written so far are removed. A first shard that already
+    exists raises ``FileExistsError`` (nothing is overwritten).
 
     >>> # ds = atdata.from_hf(datasets.load_dataset("mnist", split="train"), "mnist/train")
     """
@@ -272,7 +286,8 @@ def from_hf(
         sample_type = sample_type_for(hf_dataset)
     elif not (is_packable(sample_type) or sample_type is DictSample):
         raise TypeError(f"sample_type must be a @packable type, not {sample_type!r}")
-    writer = ShardWriter(_pattern(out), maxcount=maxcount, maxsize=maxsize)
+    sharded = maxcount is not None or maxsize is not None
+    writer = ShardWriter(_pattern(out, sharded), maxcount=maxcount, maxsize=maxsize)
     try:
         with writer:
             for i, row in enumerate(hf_dataset):
