@@ -172,3 +172,22 @@ def test_shape_or_dtype_change_is_an_error_and_nothing_is_left(tmp_path: Path) -
     with pytest.raises(SampleError):
         ds.to_parquet(tmp_path / "m.parquet", maxcount=2)  # two files were complete
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tar", "r.tar"]
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.array([True, False]), np.array(["ab", "c"]), np.zeros((2, 0)), np.array([1 + 2j])],
+    ids=["bool", "str", "empty", "complex"],
+)
+def test_arrays_arrow_tensors_cannot_hold(tmp_path: Path, array: np.ndarray) -> None:
+    @atdata.packable
+    class One:
+        a: NDArray
+
+    ds = atdata.write_samples([One(array)], tmp_path / "o.tar")
+    with pytest.raises(SampleError, match=r"sample '#0', field 'a'.*sample_map"):
+        ds.to_parquet(tmp_path / "o.parquet")
+    out = ds.to_parquet(
+        tmp_path / "m.parquet", sample_map=lambda s: {"a": s.a.astype(str).tolist()}
+    )
+    assert pq.read_table(out[0])["a"].to_pylist() == [array.astype(str).tolist()]

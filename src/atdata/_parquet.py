@@ -4,7 +4,7 @@ One row per sample, one column per field. Array fields become Arrow
 fixed-shape tensor columns (``pyarrow.fixed_shape_tensor``, the
 ``arrow.fixed_shape_tensor`` canonical extension type), so their shape and
 dtype survive; every array of such a column must share the first one's shape
-and dtype. Nested sample types become structs, ``dict[str, T]`` maps, lists
+and dtype, an integer or float one (convert others with ``sample_map``). Nested sample types become structs, ``dict[str, T]`` maps, lists
 lists. Rows are buffered until ``row_group_size`` rows or ``row_group_bytes``
 of array data, then written as one row group, so memory stays bounded
 whatever the dataset's size. Each file is written under a temporary name and
@@ -159,14 +159,19 @@ class _Columns:
             if shape is None:
                 shape, dtype = v.shape, v.dtype.newbyteorder("=")
                 try:
-                    value_type = pa.from_numpy_dtype(dtype)
-                except (pa.ArrowNotImplementedError, TypeError):
+                    if v.size == 0:
+                        raise ValueError("it is empty")
+                    if v.dtype.kind not in "iuf":
+                        raise ValueError("tensors hold integers or floats")
+                    known = pa.fixed_shape_tensor(pa.from_numpy_dtype(dtype), shape)
+                except (pa.ArrowException, TypeError, ValueError) as exc:
                     raise SampleError(
-                        f"has dtype {v.dtype}, which Arrow tensors cannot hold",
+                        f"is a {v.dtype} array of shape {v.shape}, which an Arrow fixed-shape "
+                        f"tensor cannot hold ({exc}); convert it with sample_map=...",
                         field=name,
                         key=f"#{first + i}",
                     ) from None
-                known = self.types[name] = pa.fixed_shape_tensor(value_type, shape)
+                self.types[name] = known
             elif v.shape != shape or v.dtype.newbyteorder("=") != dtype:
                 raise SampleError(
                     f"is a {v.dtype} array of shape {v.shape}, the column holds {dtype} arrays "
