@@ -159,6 +159,8 @@ def test_from_hf_with_a_sample_type(hf_ds: datasets.Dataset, tmp_path: Path) -> 
 
 
 def test_from_hf_errors(hf_ds: datasets.Dataset, tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="pick one split"):
+        atdata.from_hf(datasets.DatasetDict({"train": hf_ds}), tmp_path / "s")
     bad_name = hf_ds.rename_column("text", "the text")
     with pytest.raises(SchemaError, match=r"column 'the text'.*identifiers"):
         atdata.from_hf(bad_name, tmp_path / "a")

@@ -282,6 +282,11 @@ def from_hf(
     """
     from atdata.dataset import Dataset
 
+    if not hasattr(hf_dataset, "features") or isinstance(hf_dataset, Mapping):
+        raise TypeError(
+            "from_hf takes a datasets.Dataset or IterableDataset (pick one split of a "
+            f"DatasetDict), not {type(hf_dataset).__name__}"
+        )
     if sample_type is None:
         sample_type = sample_type_for(hf_dataset)
     elif not (is_packable(sample_type) or sample_type is DictSample):
