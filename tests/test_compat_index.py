@@ -234,6 +234,13 @@ def test_insert_dataset_reshards_into_seaweedfs(
     assert sorted(f"s3://{s3_bucket}/{o['Key']}" for o in listed) == sorted(entry.data_urls)
     assert {o["Size"] for o in listed} == {s.size for s in entry.shards}
 
+    # and back from the bucket (streamed, not downloaded first) into a local store, re-sharded
+    local = Index(path=tmp_path / "j.db", data_store=LocalDiskStore(tmp_path / "local"))
+    remote = atdata.Dataset[Reading](entry.data_urls, credentials=s3_env, cache=False)
+    back = local.insert_dataset(remote, name="back", maxcount=16)
+    assert [s.size for s in back.shards] and len(back.data_urls) == 2
+    assert [r.sensor for r in local.dataset_for(back)] == [f"s{i}" for i in range(30)]
+
     # a failure part-way removes every shard already uploaded, and indexes nothing
     bad = tmp_path / "src" / "bad.tar"
     bad.write_bytes(b"\x00" * 100 + b"not a tar" * 100)
