@@ -27,18 +27,25 @@ from atdata.sources import S3Source, URLSource
 from atdata.writer import ShardWriter, write_samples
 
 if TYPE_CHECKING:
+    from atdata._hf import from_hf
     from atdata.atmosphere.blobs import BlobSource
+    from atdata.cid import generate_cid, verify_cid
     from atdata.load import DatasetDict, load_dataset
     from atdata.local import Index
     from atdata.promote import promote_to_atmosphere
+    from atdata.schema import schema_to_type
 
 # The team and federation layers load on first use, so ``import atdata`` stays light.
 _LAZY = {
     "BlobSource": "atdata.atmosphere.blobs",
     "DatasetDict": "atdata.load",
+    "from_hf": "atdata._hf",
+    "generate_cid": "atdata.cid",
     "Index": "atdata.local",
     "load_dataset": "atdata.load",
     "promote_to_atmosphere": "atdata.promote",
+    "schema_to_type": "atdata.schema",
+    "verify_cid": "atdata.cid",
 }
 
 
@@ -81,9 +88,13 @@ __all__ = [
     "ShardWriter",
     "URLSource",
     "__version__",
+    "from_hf",
+    "generate_cid",
     "lens",
     "load_dataset",
     "packable",
     "promote_to_atmosphere",
+    "schema_to_type",
+    "verify_cid",
     "write_samples",
 ]

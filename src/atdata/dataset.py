@@ -79,6 +79,8 @@ class Dataset(Generic[ST]):
     :class:`~atdata.cache.ShardCache` (``cache=None``: the default one under
     ``$ATDATA_HOME/cache``; ``False``: stream without caching), with the next
     ``prefetch`` shards downloaded while the current one is read.
+    ``metadata_url`` names a msgpack map of dataset-level metadata (read on
+    first access of :attr:`metadata`).
 
     >>> ds = Dataset("shards/data-{000000..000002}.tar")
     >>> ds.list_shards()[-1]
@@ -108,6 +110,7 @@ class Dataset(Generic[ST]):
     def __init__(
         self,
         source: SourceLike | None = None,
+        metadata_url: str | None = None,
         *,
         sample_type: type | None = None,
         credentials: Mapping[str, str] | None = None,
@@ -131,6 +134,7 @@ class Dataset(Generic[ST]):
         self._lens: Lens[Any, Any] | None = None
         self._read_type: type = self.sample_type
         self._url = source if isinstance(source, str) else None
+        self.metadata_url = metadata_url
         self._remote: Prefetcher | None = None
         if cache is not False:
             shard_cache = cache if isinstance(cache, ShardCache) else ShardCache()
@@ -153,6 +157,26 @@ class Dataset(Generic[ST]):
         return iter(self.list_shards())
 
     @property
+    def shard_list(self) -> list[str]:
+        """Every shard id (the existing atdata's deprecated name of :meth:`list_shards`)."""
+        warnings.warn(
+            "shard_list is deprecated, use list_shards() instead", DeprecationWarning, stacklevel=2
+        )
+        return self.list_shards()
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The msgpack map at ``metadata_url`` (read once, then cached), or None without one."""
+        if self.metadata_url is None:
+            return None
+        cached: dict[str, Any] | None = self.__dict__.get("_metadata")
+        if cached is None:
+            from atdata._metadata import read_metadata
+
+            cached = self._metadata = read_metadata(self.metadata_url)
+        return cached
+
+    @property
     def batch_type(self) -> type:
         """``SampleBatch[T]`` for this dataset's sample type."""
         return SampleBatch[self.sample_type]  # type: ignore[name-defined,return-value]
@@ -167,6 +191,7 @@ class Dataset(Generic[ST]):
         lens = network.transform(self.sample_type, view_type)
         out: Dataset[Any] = Dataset[view_type](self.source, on_error=self.on_error)  # type: ignore[valid-type]
         out._url = self._url
+        out.metadata_url = self.metadata_url
         out._remote = self._remote  # the same shard cache and prefetching
         if self.sample_type is DictSample and lens is getattr(view_type, "_atdata_dict_lens", None):
             out._read_type = view_type  # decode straight into the view type
@@ -560,6 +585,43 @@ class Dataset(Generic[ST]):
             rank=rank,
             world_size=world_size,
         )
+
+    # ------------------------------------------------------------------ export
+
+    def to_parquet(
+        self,
+        path: str | os.PathLike[str],
+        sample_map: Callable[[Any], Mapping[str, Any]] | None = None,
+        maxcount: int | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Write the samples to Parquet, one row per sample, in bounded memory; return the files.
+
+        Array fields become Arrow fixed-shape tensor columns (one shape and
+        dtype per column). ``sample_map`` turns a sample into the row dict;
+        with ``maxcount``, files of at most that many rows are written as
+        ``{stem}-{i:06d}{suffix}``. ``row_group_size`` (rows) and
+        ``row_group_bytes`` bound each row group; other keyword arguments go to
+        ``pyarrow.parquet.ParquetWriter`` (``compression=...``). Needs ``pyarrow``.
+
+        >>> # ds.to_parquet("features.parquet", compression="zstd")
+        """
+        from atdata._parquet import write_parquet
+
+        return write_parquet(self, path, sample_map, maxcount, **kwargs)
+
+    def to_hf(self) -> Any:
+        """A Hugging Face ``datasets.IterableDataset`` over these shards, one dict per sample.
+
+        One Hugging Face shard per atdata shard, so ``DataLoader`` workers and
+        ``datasets.distributed.split_dataset_by_node`` split it by shard. Needs
+        ``datasets`` (``pip install 'atdata[hf]'``).
+
+        >>> # hf = ds.to_hf().with_format("torch")
+        """
+        from atdata._hf import to_hf
+
+        return to_hf(self)
 
     # ------------------------------------------------------------------ processing
 

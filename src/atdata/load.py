@@ -22,6 +22,7 @@ part of the path, and default to ``train``.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import glob
 import os
@@ -62,23 +63,66 @@ DataFiles = str | Sequence[str] | Mapping[str, str | Sequence[str]]
 class DatasetDict(dict[str, Dataset[Any]]):
     """Datasets by split name; ``entry`` is the index entry they were read from, if any.
 
+    With ``sample_type``, splits of another type are viewed as it (through
+    :meth:`Dataset.as_type`); with ``streaming``, they read remote shards as
+    streams, with no download into the shard cache first (as
+    ``load_dataset(..., streaming=True)`` does). With one split, ``ordered``,
+    ``shuffled``, ``as_type``, ``list_shards`` and ``head`` reach that split.
+
     >>> DatasetDict().num_shards
     {}
     """
 
-    def __init__(self, splits: Mapping[str, Dataset[Any]] | None = None, *, entry: Any = None):
-        super().__init__(splits or {})
+    _DATASET_METHODS = frozenset({"ordered", "shuffled", "as_type", "list_shards", "head"})
+
+    def __init__(
+        self,
+        splits: Mapping[str, Dataset[Any]] | None = None,
+        sample_type: type | None = None,
+        streaming: bool = False,
+        *,
+        entry: Any = None,
+    ):
+        items = dict(splits or {})
+        for name, ds in items.items():
+            if sample_type is not None and ds.sample_type is not sample_type:
+                ds = ds.as_type(sample_type)
+            items[name] = _streaming(ds) if streaming else ds
+        super().__init__(items)
+        self._sample_type = sample_type
+        self.streaming = streaming
         self.entry = entry
 
     @property
     def sample_type(self) -> type | None:
-        """The sample type of the splits (of the first one)."""
+        """The sample type given, else that of the splits (of the first one)."""
+        if self._sample_type is not None:
+            return self._sample_type
         return next(iter(self.values())).sample_type if self else None
+
+    def __getattr__(self, name: str) -> Any:
+        if name in DatasetDict._DATASET_METHODS:
+            if len(self) == 1:
+                return getattr(next(iter(self.values())), name)
+            raise AttributeError(
+                f"this DatasetDict has {len(self)} splits {sorted(self)}; "
+                f"pick one first, e.g. splits[{next(iter(self), 'train')!r}].{name}()"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def num_shards(self) -> dict[str, int]:
         """Number of shards per split."""
         return {name: len(ds.list_shards()) for name, ds in self.items()}
+
+
+def _streaming(ds: Dataset[Any]) -> Dataset[Any]:
+    """``ds`` reading remote shards as streams: no shard cache, no download step."""
+    if ds._remote is None:
+        return ds
+    out = copy.copy(ds)
+    out._remote = None
+    return out
 
 
 # --------------------------------------------------------------------------- default index
@@ -317,6 +361,7 @@ def load_dataset(
     split: str | None = None,
     data_files: DataFiles | None = None,
     index: Any = None,
+    streaming: bool = False,
 ) -> Any:
     """Open a dataset: a :class:`Dataset` for ``split``, else a :class:`DatasetDict` of splits.
 
@@ -327,6 +372,9 @@ def load_dataset(
     ``{split: paths}``) names the shards relative to ``path``. ``index`` is the
     index ``@local/name`` and schema references resolve in (default:
     :func:`get_default_index`), or an ``AtmosphereIndex`` for ``@handle/name``.
+    ``streaming=True`` (the Hugging Face keyword) reads remote shards as streams
+    while they are iterated, with no download step into the shard cache; local
+    shards are read in place either way.
     """
     path = os.fspath(path)
     wanted = _sample_type(sample_type, index)
@@ -341,6 +389,8 @@ def load_dataset(
         splits = _entry_splits(idx, entry, wanted)
     else:
         splits = _from_files(path, data_files, wanted or DictSample)
+    if streaming:
+        splits = DatasetDict(splits, streaming=True, entry=splits.entry)
     if split is None:
         return splits
     if split not in splits:

@@ -103,6 +103,11 @@ class URLSource:
         return list(self._shards)
 
     @property
+    def shard_list(self) -> list[str]:
+        """The existing atdata's name of :meth:`list_shards`."""
+        return self.list_shards()
+
+    @property
     def shards(self) -> Iterator[tuple[str, IO[bytes]]]:
         """``(shard_id, stream)`` pairs, opened lazily."""
         for shard in self._shards:
@@ -209,6 +214,11 @@ class S3Source:
     def list_shards(self) -> list[str]:
         """``s3://bucket/key`` for every key, in order."""
         return [f"s3://{self.bucket}/{k}" for k in self.keys]
+
+    @property
+    def shard_list(self) -> list[str]:
+        """The existing atdata's name of :meth:`list_shards`."""
+        return self.list_shards()
 
     @property
     def shards(self) -> Iterator[tuple[str, IO[bytes]]]:

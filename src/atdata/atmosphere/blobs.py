@@ -307,6 +307,11 @@ class BlobSource:
         return list(self._ids)
 
     @property
+    def shard_list(self) -> list[str]:
+        """The existing atdata's name of :meth:`list_shards`."""
+        return self.list_shards()
+
+    @property
     def shards(self) -> Iterator[tuple[str, IO[bytes]]]:
         """``(shard_id, stream)`` pairs, opened lazily."""
         for shard_id in self._ids:

@@ -251,7 +251,7 @@ class AtmosphereIndex:
         self,
         sample_type: type,
         *,
-        version: str = "1.0.0",
+        version: str | None = None,
         description: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
@@ -259,10 +259,16 @@ class AtmosphereIndex:
 
         If our repository already holds a schema with this type's identity,
         version and fields, that one is returned instead of publishing a copy.
+        Without ``version``: our latest schema of the type if its fields are the
+        same, else the next patch version (``1.0.0`` first).
         """
-        uri = SchemaPublisher(self.client).find_or_publish(
-            sample_type, version=version, description=description, metadata=metadata
-        )
+        publisher = SchemaPublisher(self.client)
+        if version is None:
+            uri = publisher.publish(sample_type, description=description, metadata=metadata)
+        else:
+            uri = publisher.find_or_publish(
+                sample_type, version=version, description=description, metadata=metadata
+            )
         self._published[str(uri)] = uri
         return str(uri)
 

@@ -24,8 +24,10 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from atdata._versions import FIRST_VERSION, latest_version, next_version
 from atdata.atmosphere.records import (
     SCHEMA_COLLECTION,
+    Record,
     RecordLoader,
     newest,
     timestamp,
@@ -192,7 +194,7 @@ class SchemaPublisher:
         sample_type: type,
         *,
         name: str | None = None,
-        version: str = "1.0.0",
+        version: str | None = None,
         description: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         rkey: str | None = None,
@@ -201,8 +203,16 @@ class SchemaPublisher:
 
         ``name`` defaults to the class name, ``description`` to its docstring;
         ``metadata`` is a free-form object (integers, not floats). The record is
-        checked against the lexicon before it is sent.
+        checked against the lexicon before it is sent. Without ``version``, our
+        latest schema of this type is returned when its fields are the type's;
+        otherwise the next patch version is published (``1.0.0`` first).
         """
+        if version is None:
+            latest = SchemaLoader(self.client).latest(sample_type)
+            fields = to_schema_record(sample_type, version=FIRST_VERSION)["fields"]
+            if latest is not None and latest.get("fields") == fields:
+                return latest.at_uri
+            version = next_version(latest.get("version") if latest is not None else None)
         record = to_schema_record(
             sample_type, version=version, name=name, description=description, metadata=metadata
         )
@@ -269,6 +279,29 @@ class SchemaLoader(RecordLoader):
             and (fields is None or r.get("fields") == fields)
         )
         return best.at_uri if best is not None else None
+
+    def latest(self, sample_type: type, repo: str | None = None) -> Record | None:
+        """The schema of ``sample_type`` with the greatest version in ``repo`` (default: ours).
+
+        A record is this type's when its ``module`` is the type's identity, or,
+        written by the existing atdata (no ``module``), when its ``name`` is the
+        class name. Of several records with that version, the newest.
+
+        Example::
+
+            record = SchemaLoader(client).latest(ImageSample)
+        """
+        identity = schema_identity(sample_type)
+        mine = [
+            r
+            for r in self.iter_all(repo=repo)
+            if r.get("module") == identity
+            or ("module" not in r and r.get("name") == sample_type.__name__)
+        ]
+        top = latest_version(r.get("version") for r in mine if isinstance(r.get("version"), str))
+        if top is None:
+            return None
+        return newest(r for r in mine if r.get("version") == top)
 
     def decode(self, uri: str | AtUri) -> type:
         """The sample type described by the schema at ``uri``, rebuilt from the record."""

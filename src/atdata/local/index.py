@@ -20,6 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atdata._versions import FIRST_VERSION, latest_version, next_version
 from atdata.cid import generate_cid
 from atdata.dataset import Dataset, make_source
 from atdata.dict_sample import DictSample
@@ -39,6 +40,7 @@ __all__ = ["Index", "LocalIndex", "atdata_home", "parse_schema_ref", "schema_ref
 
 SCHEMA_REF_PREFIX = "atdata://local/sampleSchema/"
 _LEGACY_PREFIX = "local://schemas/"
+_PUBLISH_ATTEMPTS = 8
 _VERSION_PARTS = re.compile(r"^(\d+)\.(\d+)\.(\d+)(-?)")
 
 
@@ -146,13 +148,17 @@ class Index:
     # ---------------------------------------------------------------- schemas
 
     def publish_schema(
-        self, sample_type: type, *, version: str = "1.0.0", description: str | None = None
+        self, sample_type: type, *, version: str | None = None, description: str | None = None
     ) -> str:
         """Record ``sample_type`` as schema ``{Name}@{version}``; return its ``atdata://`` ref.
 
         Publishing the same fields again is a no-op; other fields under a
-        published name and version raise :class:`~atdata.SchemaError`.
+        published name and version raise :class:`~atdata.SchemaError`. Without
+        ``version``, the latest published version is reused when its fields are
+        the type's, else the next patch version is published (``1.0.0`` first).
         """
+        if version is None:
+            return self._publish_next(sample_type, description)
         record = schema_record(sample_type, version=version, description=description)
         name = record["name"]
         held = self.provider.put_schema(name, version, record)
@@ -162,6 +168,25 @@ class Index:
                 "other fields; publish the changed type under a new version"
             )
         return schema_ref(name, version)
+
+    def _publish_next(self, sample_type: type, description: str | None) -> str:
+        """The latest version if its fields are the type's, else the next one, published."""
+        for _ in range(_PUBLISH_ATTEMPTS):  # another writer may take a version first
+            record = schema_record(sample_type, version=FIRST_VERSION, description=description)
+            name = record["name"]
+            latest = latest_version(self.provider.schema_versions(name))
+            if latest is not None:
+                if self.provider.get_schema(name, latest).get("fields") == record["fields"]:
+                    return schema_ref(name, latest)
+            version = next_version(latest)
+            record = schema_record(sample_type, version=version, description=description)
+            held = self.provider.put_schema(name, version, record)
+            if held is None or held.get("fields") == record["fields"]:
+                return schema_ref(name, version)
+        raise SchemaError(
+            f"{self.provider.location}: no free version for schema {sample_type.__name__} after "
+            f"{_PUBLISH_ATTEMPTS} attempts (other writers are publishing it); pass version=..."
+        )
 
     def get_schema(self, ref: str) -> dict[str, Any]:
         """The schema record for ``ref``, with ``$ref`` added (``KeyError`` if unknown).
@@ -221,7 +246,7 @@ class Index:
         for version in sorted(self.provider.schema_versions(name), key=_version_key, reverse=True):
             if self.provider.get_schema(name, version).get("fields") == fields:
                 return schema_ref(name, version)
-        return self.publish_schema(sample_type, version="1.0.0")
+        return self.publish_schema(sample_type)
 
     # ---------------------------------------------------------------- datasets
 
@@ -234,12 +259,17 @@ class Index:
         schema_ref: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         overwrite: bool = False,
+        maxcount: int | None = None,
+        maxsize: int | None = None,
     ) -> LocalDatasetEntry:
         """Copy the dataset's shards into the data store, verify them, then index them.
 
         ``prefix`` (default: ``name``) is the folder the shards go to.
         Without ``schema_ref``, the published schema of the dataset's type with
-        the same fields is used, or the type is published as ``1.0.0``.
+        the same fields is used, or the type is published (the next version).
+        With ``maxcount`` (samples) or ``maxsize`` (bytes per shard), the
+        samples are re-sharded while they are copied (keys and bytes kept);
+        without, shards are copied byte for byte.
         """
         check_name(name)
         meta = _metadata(metadata)
@@ -247,11 +277,16 @@ class Index:
             self._check_free(name)
         ref = self._schema_for(dataset, schema_ref)
         store = self._data_store
+        limits = {k: v for k, v in (("maxcount", maxcount), ("maxsize", maxsize)) if v is not None}
         if isinstance(store, DataStore):
-            shards: tuple[ShardInfo, ...] = tuple(store.copy_shards(dataset, prefix=prefix or name))
+            shards: tuple[ShardInfo, ...] = tuple(
+                store.reshard(dataset, prefix=prefix or name, **limits)
+                if limits
+                else store.copy_shards(dataset, prefix=prefix or name)
+            )
             urls = [s.url for s in shards]
         else:
-            urls = store.write_shards(dataset, prefix=prefix or name)
+            urls = store.write_shards(dataset, prefix=prefix or name, **limits)
             shards = ()
         try:
             entry = LocalDatasetEntry(name, ref, urls, meta, shards)

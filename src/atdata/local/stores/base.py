@@ -7,20 +7,24 @@ import hashlib
 import io
 import os
 import stat
+import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
+from atdata._tar import TarWriter, iter_members, iter_stream_members, map_file
 from atdata.dataset import Dataset
 from atdata.errors import ShardError
 from atdata.local.entry import ShardInfo
 from atdata.protocols import DataSource
 from atdata.sample import new_key
 from atdata.sources import redact_url
+from atdata.writer import _closed_size
 
 __all__ = ["DataStore", "HashingReader", "VerifiedSource"]
 
+_SUFFIX = ".msgpack"
 _TAIL = 64 * 1024
 """A stream closed with at most this much unread (the tar end padding) is drained and checked."""
 
@@ -70,6 +74,74 @@ class DataStore(ABC):
             with contextlib.suppress(Exception):
                 self.delete(urls)
             raise
+
+    def reshard(
+        self,
+        dataset: Dataset[Any],
+        *,
+        prefix: str,
+        maxcount: int | None = None,
+        maxsize: int | None = None,
+    ) -> list[ShardInfo]:
+        """Copy every sample of ``dataset`` into new shards of at most ``maxcount`` samples
+        and ``maxsize`` bytes, under ``{prefix}/data-{run}-{i:06d}.tar``, verified.
+
+        Samples are copied as stored (keys and bytes kept, nothing decoded), in
+        order. Each new shard is built in a temporary local file, then stored,
+        so memory holds one sample at a time. A sample larger than ``maxsize``
+        gets a shard of its own. A failure removes every shard stored so far.
+        """
+        for label, limit in (("maxcount", maxcount), ("maxsize", maxsize)):
+            if limit is not None and (not isinstance(limit, int) or limit < 1):
+                raise ValueError(f"{label} must be a positive integer, not {limit!r}")
+        source = dataset.source
+        shard_ids = source.list_shards()
+        if not shard_ids:
+            raise ValueError("the dataset has no shards to copy")
+        run = new_key()[-12:]
+        clean = _clean_prefix(prefix)
+        self.prepare()
+        stored: list[ShardInfo] = []
+        urls: list[str] = []
+
+        def store(writer: TarWriter) -> None:
+            writer.close()
+            url = self.url_for(f"{clean}/data-{run}-{len(stored):06d}.tar")
+            urls.append(url)
+            with open(writer.path, "rb") as f:
+                reader = HashingReader(f)
+                self.put(reader, url, f"re-sharded shard {len(stored)}")
+            info = ShardInfo(url, reader.size, reader.hexdigest())
+            self.verify_written(info)
+            stored.append(info)
+            os.unlink(writer.path)
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="atdata-reshard-") as tmp:
+                writer: TarWriter | None = None
+                for key, payload in _raw_samples(source, shard_ids):
+                    size = len(payload)
+                    if (
+                        writer is None
+                        or (maxcount is not None and writer.count >= maxcount)
+                        or (
+                            maxsize is not None
+                            and writer.count
+                            and _closed_size(writer.offset, key, size) > maxsize
+                        )
+                    ):
+                        if writer is not None:
+                            store(writer)
+                        writer = TarWriter(os.path.join(tmp, f"{len(stored):06d}.tar"))
+                    writer.write(f"{key}.msgpack", [payload])
+                if writer is None:
+                    raise ValueError("the dataset has no samples to copy")
+                store(writer)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.delete(urls)
+            raise
+        return stored
 
     def _copy_shard(self, source: DataSource, shard_id: str, url: str) -> ShardInfo:
         try:
@@ -122,6 +194,38 @@ class DataStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
+
+
+def _raw_samples(source: DataSource, shard_ids: Sequence[str]) -> Iterator[tuple[str, Any]]:
+    """``(key, msgpack payload)`` of every sample of the shards, in order, undecoded."""
+    for shard_id in shard_ids:
+        where = redact_url(shard_id)
+        try:
+            stream = source.open_shard(shard_id)
+        except KeyError as exc:
+            raise ShardError(where, str(exc)) from None
+        except OSError as exc:
+            raise ShardError(where, f"cannot open ({exc})") from None
+        with contextlib.closing(stream):
+            mapped = map_file(stream)
+            if mapped is not None:
+                view = memoryview(mapped)
+                members: Iterator[tuple[str, int, Any]] = (
+                    (name, off, view[off : off + size])
+                    for name, off, size in iter_members(mapped, where)
+                )
+            else:
+                members = iter_stream_members(stream, where)
+            for name, off, payload in members:
+                key = name[: -len(_SUFFIX)]
+                if not name.endswith(_SUFFIX) or "." in key.rsplit("/", 1)[-1]:
+                    raise ShardError(
+                        where,
+                        f"member {name!r} is not a '<key>.msgpack' sample, so it cannot be "
+                        "re-sharded (insert without maxcount/maxsize to copy shards as they are)",
+                        offset=off - 512,
+                    )
+                yield key, payload
 
 
 def _clean_prefix(prefix: str) -> str:
@@ -219,6 +323,11 @@ class VerifiedSource:
     def list_shards(self) -> list[str]:
         """The inner source's shards."""
         return self.inner.list_shards()
+
+    @property
+    def shard_list(self) -> list[str]:
+        """The existing atdata's name of :meth:`list_shards`."""
+        return self.list_shards()
 
     def open_shard(self, shard_id: str) -> IO[bytes]:
         """Open a shard of the inner source, checked."""
