@@ -1,0 +1,361 @@
+"""Shards written by an adversary: every read ends, in bounded memory, with samples or an AtdataError.
+
+The hostile archives are built byte by byte here (ustar headers, PAX records, GNU
+long names, ``.npy`` headers), independently of atdata's writer, and read through
+every path a reader of strangers' data takes: a memory-mapped local file, a stream
+(in memory and over HTTP), ``len()`` (the offset index) and ``atdata inspect``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tracemalloc
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+import atdata
+from atdata import ShardError
+from helpers import BytesSource, private_atdata_home, serve_directory  # noqa: F401 - autouse
+
+ATDATA = Path(sys.executable).parent / "atdata"
+
+
+@atdata.packable
+class Item:
+    label: int
+    note: bytes
+
+
+@atdata.packable
+class Arr:
+    x: NDArray[np.float32]
+
+
+# --------------------------------------------------------------------------- an independent tar builder
+
+
+def header(name: bytes, size: int | bytes, flag: bytes = b"0", prefix: bytes = b"") -> bytes:
+    """One ustar header block with a correct checksum; ``size`` may be a raw 12-byte field."""
+    h = bytearray(512)
+    h[0 : len(name)] = name
+    h[100:108] = b"0000644\0"
+    h[108:116] = b"0000000\0"
+    h[116:124] = b"0000000\0"
+    h[124:136] = size if isinstance(size, bytes) else b"%011o\0" % size
+    h[136:148] = b"00000000000\0"
+    h[156:157] = flag
+    h[257:263] = b"ustar\0"
+    h[263:265] = b"00"
+    h[345 : 345 + len(prefix)] = prefix
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def member(name: bytes, data: bytes, flag: bytes = b"0", size: int | bytes | None = None) -> bytes:
+    """A header and its data padded to whole blocks (``size`` overrides the declared size)."""
+    return header(name, len(data) if size is None else size, flag) + data + bytes(-len(data) % 512)
+
+
+def pax(records: bytes) -> bytes:
+    return member(b"PaxHeader/x", records, b"x")
+
+
+def pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n)) + len(body) != n:
+        n = len(str(n)) + len(body)
+    return str(n).encode() + body
+
+
+def payload(label: int, size: int | None = None) -> bytes:
+    """An ``Item`` payload, ``size`` bytes long when given."""
+    data = msgpack.packb({"label": label, "note": b""})
+    if size is not None:
+        data = msgpack.packb({"label": label, "note": b"n" * (size - len(data) - 1)})
+        if len(data) != size:  # a longer bin header
+            data = msgpack.packb({"label": label, "note": b"n" * (size - len(data) - 1)})
+        assert len(data) == size
+    return data
+
+
+def sample(key: str, label: int) -> bytes:
+    return member(f"{key}.msgpack".encode(), payload(label))
+
+
+END = bytes(1024)
+
+
+def archive(*parts: bytes) -> bytes:
+    return b"".join(parts) + END
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_file(data: bytes, tmp_path: Path, on_error: str = "raise") -> list[int]:
+    path = tmp_path / "hostile.tar"
+    path.write_bytes(data)
+    return [s.label for s in atdata.Dataset[Item](str(path), on_error=on_error)]
+
+
+def read_stream(data: bytes, tmp_path: Path, on_error: str = "raise") -> list[int]:
+    src = BytesSource({str(tmp_path / "hostile.tar"): data})
+    return [s.label for s in atdata.Dataset[Item](src, on_error=on_error)]
+
+
+def read_http(data: bytes, tmp_path: Path, on_error: str = "raise") -> list[int]:
+    served = tmp_path / "served"
+    served.mkdir(exist_ok=True)
+    (served / "hostile.tar").write_bytes(data)
+    with serve_directory(served) as url:
+        ds = atdata.Dataset[Item](f"{url}/hostile.tar", on_error=on_error, cache=False)
+        return [s.label for s in ds]
+
+
+def read_len(data: bytes, tmp_path: Path, on_error: str = "raise") -> list[int]:
+    path = tmp_path / "hostile.tar"
+    path.write_bytes(data)
+    return list(range(len(atdata.Dataset[Item](str(path)))))
+
+
+def read_len_stream(data: bytes, tmp_path: Path, on_error: str = "raise") -> list[int]:
+    src = BytesSource({str(tmp_path / "hostile.tar"): data})
+    return list(range(len(atdata.Dataset[Item](src))))
+
+
+READERS: dict[str, Callable[..., list[int]]] = {
+    "file": read_file,
+    "stream": read_stream,
+    "http": read_http,
+    "len": read_len,
+    "len stream": read_len_stream,
+}
+
+
+def shard_error(reader: str, data: bytes, tmp_path: Path) -> ShardError:
+    """Read ``data`` with ``reader``; return the ShardError it must raise, checking what it names."""
+    with pytest.raises(ShardError) as info:
+        READERS[reader](data, tmp_path)
+    exc = info.value
+    assert exc.shard.endswith("hostile.tar")
+    assert isinstance(exc.offset, int) and 0 <= exc.offset <= len(data)
+    assert f"at byte offset {exc.offset}" in str(exc)
+    return exc
+
+
+def skipped(reader: str, data: bytes, tmp_path: Path) -> list[int]:
+    """Read with ``on_error="skip"``: a warning naming the shard, and the samples before it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        labels = READERS[reader](data, tmp_path, on_error="skip")
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("skipped: ") and "hostile.tar" in m for m in messages), messages
+    return labels
+
+
+STREAMING = ["file", "stream", "http", "len", "len stream"]
+
+
+# --------------------------------------------------------------------------- PAX records
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("reader", STREAMING)
+@pytest.mark.parametrize("length", [b"0", b"00", b"-20", b"1", b"x", b"", b"99999"])
+def test_a_malformed_pax_record_length_is_a_shard_error(
+    reader: str, length: bytes, tmp_path: Path
+) -> None:
+    data = archive(
+        sample("a", 0), pax(length + b" path=b.msgpack\n"), sample("b", 1), sample("c", 2)
+    )
+    exc = shard_error(reader, data, tmp_path)
+    assert exc.offset == 1024 + 512  # the PAX data, after the first sample and the PAX header
+    assert "PAX" in str(exc)
+    if reader in ("file", "stream", "http"):
+        assert skipped(reader, data, tmp_path) == [0]
+
+
+@pytest.mark.parametrize("reader", ["file", "stream", "http"])
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"12 size=-5\n",
+        b"12 size=0x5\n",
+        b"11 size= 5\n",
+        b"9 size=\n",
+        b"29 size=" + b"9" * 20 + b"\n",
+        b"19 path=\xff\xfe.msgpack\n",
+        b"15 path=b.msgpack",  # no newline at the end of the record
+        b"14 pathb.msgpack\n",  # no '='
+    ],
+)
+def test_a_malformed_pax_value_is_a_shard_error(reader: str, record: bytes, tmp_path: Path) -> None:
+    data = archive(sample("a", 0), pax(record), sample("b", 1))
+    exc = shard_error(reader, data, tmp_path)
+    assert exc.offset == 1024 + 512
+    assert skipped(reader, data, tmp_path) == [0]
+
+
+@pytest.mark.parametrize("reader", STREAMING)
+def test_a_pax_size_larger_than_the_ustar_size_is_the_member_size(
+    reader: str, tmp_path: Path
+) -> None:
+    """POSIX (and tarfile, and WebDataset): the PAX size is the member's size and extent."""
+    body = payload(7, 700)
+    data = archive(
+        sample("a", 0),
+        pax(pax_record(b"size", b"700")),
+        header(b"b.msgpack", 100) + body + bytes(-len(body) % 512),
+        sample("c", 2),
+    )
+    assert len(READERS[reader](data, tmp_path)) == 3
+    if not reader.startswith("len"):
+        assert READERS[reader](data, tmp_path) == [0, 7, 2]
+
+
+@pytest.mark.parametrize("reader", STREAMING)
+def test_a_pax_size_smaller_than_the_ustar_size_is_the_member_size(
+    reader: str, tmp_path: Path
+) -> None:
+    """The data after the PAX size is where the next header is: here zeros, the archive's end."""
+    body = payload(7, 100)
+    data = archive(
+        sample("a", 0),
+        pax(pax_record(b"size", b"100")),
+        header(b"b.msgpack", 1500) + body + bytes(1536 - len(body)),
+        sample("c", 2),
+    )
+    assert len(READERS[reader](data, tmp_path)) == 2
+    if not reader.startswith("len"):
+        assert READERS[reader](data, tmp_path) == [0, 7]
+
+
+@pytest.mark.parametrize("reader", STREAMING)
+@pytest.mark.parametrize("size", [b"100000", str(2**80).encode(), b"9" * 19])
+def test_a_pax_size_past_the_end_of_the_shard_is_a_shard_error(
+    reader: str, size: bytes, tmp_path: Path
+) -> None:
+    body = payload(7, 100)
+    data = archive(
+        sample("a", 0),
+        pax(pax_record(b"size", size)),
+        header(b"b.msgpack", 100) + body + bytes(-len(body) % 512),
+        sample("c", 2),
+    )
+    exc = shard_error(reader, data, tmp_path)
+    assert exc.offset in (1024, 2048)  # the PAX header (a size no reader holds) or its member
+    if reader in ("file", "stream", "http"):
+        assert skipped(reader, data, tmp_path) == [0]
+
+
+# --------------------------------------------------------------------------- ustar sizes
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("reader", STREAMING)
+@pytest.mark.parametrize(
+    "field", [b"-0000001000\0", b"-1\0" + bytes(9), b"\xff" + b"\xff" * 11, b"1_0\0" + bytes(8)]
+)
+def test_a_negative_or_odd_ustar_size_is_a_shard_error(
+    reader: str, field: bytes, tmp_path: Path
+) -> None:
+    data = archive(sample("a", 0), header(b"b.msgpack", field) + bytes(512), sample("c", 2))
+    exc = shard_error(reader, data, tmp_path)
+    assert exc.offset == 1024
+
+
+# --------------------------------------------------------------------------- member names
+
+
+NAME_CASES = {
+    "plain": lambda: header(b"\xff\xfe.msgpack", 5) + bytes(512),
+    "prefix": lambda: header(b"b.msgpack", 5, prefix=b"dir\xc3") + bytes(512),
+    "GNU long name": lambda: member(b"././@LongLink", b"\xff" * 120 + b".msgpack\0", b"L")
+    + header(b"b.msgpack", 5)
+    + bytes(512),
+    "PAX path": lambda: pax(pax_record(b"path", b"\xe9t\xe9.msgpack"))
+    + header(b"b.msgpack", 5)
+    + bytes(512),
+}
+
+
+@pytest.mark.parametrize("reader", STREAMING)
+@pytest.mark.parametrize("case", list(NAME_CASES))
+def test_a_member_name_that_is_not_utf8_is_a_shard_error(
+    reader: str, case: str, tmp_path: Path
+) -> None:
+    data = archive(sample("a", 0), NAME_CASES[case](), sample("c", 2))
+    exc = shard_error(reader, data, tmp_path)
+    assert "UTF-8" in str(exc)
+    assert exc.offset >= 1024
+    if reader in ("file", "stream", "http"):
+        assert skipped(reader, data, tmp_path) == [0]
+
+
+def test_a_huge_gnu_long_name_is_refused(tmp_path: Path) -> None:
+    name = b"n" * (2 << 20)
+    data = archive(member(b"././@LongLink", name, b"L"), sample("b", 1))
+    for reader in ("file", "stream"):
+        exc = shard_error(reader, data, tmp_path)
+        assert exc.offset == 0
+
+
+def test_extended_names_apply_to_the_next_member_only(tmp_path: Path) -> None:
+    """A PAX path followed by a directory does not rename the file after the directory."""
+    data = archive(
+        pax(pax_record(b"path", b"renamed.msgpack")),
+        header(b"dir/", 0, b"5"),
+        sample("c", 2),
+    )
+    assert read_file(data, tmp_path) == read_stream(data, tmp_path) == [2]
+    assert atdata.Dataset[Item](str(tmp_path / "hostile.tar")).get("c").label == 2
+
+
+# --------------------------------------------------------------------------- streamed sizes
+
+
+@pytest.mark.parametrize("reader", ["stream", "http", "len stream"])
+@pytest.mark.parametrize("size", [1 << 40, 2**80, (1 << 33) + 5])
+def test_a_streamed_member_declaring_a_huge_size_is_a_shard_error(
+    reader: str, size: int, tmp_path: Path
+) -> None:
+    field = b"%011o\0" % size if size < 8**11 else b"\x80" + size.to_bytes(11, "big")
+    data = archive(sample("a", 0), header(b"b.msgpack", field) + bytes(4096))
+    tracemalloc.start()
+    try:
+        exc = shard_error(reader, data, tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert exc.offset == 1024
+    assert peak < 64 << 20
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.timeout(120)
+def test_atdata_inspect_reports_a_hostile_shard(tmp_path: Path) -> None:
+    path = tmp_path / "hostile.tar"
+    path.write_bytes(archive(sample("a", 0), pax(b"0 path=b.msgpack\n"), sample("b", 1)))
+    proc = subprocess.run(
+        [str(ATDATA), "inspect", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "ATDATA_HOME": str(tmp_path / "home"), "COLUMNS": "200"},
+    )
+    assert proc.returncode != 0
+    assert "hostile.tar at byte offset 1536" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
