@@ -8,6 +8,7 @@ every path a reader of strangers' data takes: a memory-mapped local file, a stre
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 from numpy.typing import NDArray
 
 import atdata
-from atdata import ShardError
+from atdata import AtdataError, SampleError, ShardError
 from helpers import BytesSource, private_atdata_home, serve_directory  # noqa: F401 - autouse
 
 ATDATA = Path(sys.executable).parent / "atdata"
@@ -366,3 +367,124 @@ def test_atdata_inspect_reports_a_hostile_shard(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "hostile.tar at byte offset 1536" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- .npy headers
+
+
+def npy_with_header(text: str, data: bytes = b"", version: int = 1) -> bytes:
+    """A ``.npy`` value whose header is ``text`` (padded to 64 bytes as NumPy pads it)."""
+    prefix = 10 if version == 1 else 12
+    body = text + " " * (-(prefix + len(text) + 1) % 64) + "\n"
+    raw = body.encode("latin1" if version < 3 else "utf-8")
+    size = len(raw).to_bytes(2 if version == 1 else 4, "little")
+    return b"\x93NUMPY" + bytes([version, 0]) + size + raw + data
+
+
+def arr_error(value: bytes, tmp_path: Path) -> SampleError:
+    path = tmp_path / "arrays.tar"
+    path.write_bytes(archive(member(b"k0.msgpack", msgpack.packb({"x": value}, use_bin_type=True))))
+    with pytest.raises(SampleError) as info:
+        list(atdata.Dataset[Arr](str(path)))
+    assert info.value.key == "k0" and info.value.field == "x"
+    return info.value
+
+
+HOSTILE_HEADERS = {
+    "unknown descr 'x'": "{'descr': 'x', 'fortran_order': False, 'shape': (1,), }",
+    "descr 5": "{'descr': 5, 'fortran_order': False, 'shape': (1,), }",
+    "descr None": "{'descr': None, 'fortran_order': False, 'shape': (1,), }",
+    "a call": "{'descr': __import__('os').getcwd(), 'fortran_order': False, 'shape': (1,), }",
+    "a set": "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': {1, 2}}",
+    "an extra key": "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 1}",
+    "a missing key": "{'descr': '<f4', 'shape': (1,), }",
+    "bytes descr": "{'descr': b'<f4', 'fortran_order': False, 'shape': (1,), }",
+    "negative dim": "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }",
+    "float dim": "{'descr': '<f4', 'fortran_order': False, 'shape': (1.0,), }",
+    "huge dim": "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2**70), }",
+    "huge literal dim": "{'descr': '<f4', 'fortran_order': False, 'shape': (0, "
+    + "9" * 30
+    + "), }",
+    "65 dims": "{'descr': '<f4', 'fortran_order': False, 'shape': (" + "1, " * 65 + "), }",
+    "fortran 1": "{'descr': '<f4', 'fortran_order': 1, 'shape': (1,), }",
+    "not a dict": "['<f4', False, (1,)]",
+    "nested lists": "{'descr': " + "[" * 5000 + "]" * 5000 + ", 'fortran_order': False}",
+    "unterminated": "{'descr': '<f4', 'fortran_order': False, 'shape': (1,",
+    "object dtype": "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+    "structured with object": "{'descr': [('a', '|O')], 'fortran_order': False, 'shape': (1,), }",
+    "absurd struct": "{'descr': [('a', '<f4', (2**40, 2**40))], 'fortran_order': False, "
+    "'shape': (1,), }",
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_HEADERS))
+def test_a_hostile_npy_header_is_a_sample_error_naming_the_field(case: str, tmp_path: Path) -> None:
+    arr_error(npy_with_header(HOSTILE_HEADERS[case], bytes(4)), tmp_path)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_npy_header_longer_than_numpys_limit_is_refused_cheaply(
+    version: int, tmp_path: Path
+) -> None:
+    """NumPy's ``max_header_size`` (10,000 bytes); a 4 MiB header once cost 2 GB and 28 s."""
+    valid_but_long = "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }" + " " * 20_000
+    exc = arr_error(npy_with_header(valid_but_long, bytes(4), version), tmp_path)
+    assert "10000" in str(exc)
+    hostile = "{'descr': " + "(" * (4 << 20) + "}"
+    tracemalloc.start()
+    try:
+        arr_error(npy_with_header(hostile, b"", version), tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(6, dtype="<f4").reshape(2, 3),
+        np.zeros((0, 3), dtype=">i8"),
+        np.array(3.5),
+        np.array(["a", "bc"]),
+        np.array([b"x", b"yz"]),
+        np.zeros(2, dtype=[("a", "<i4"), ("b", "<f8", (2,)), ("c", [("d", "u1")])]),
+        np.zeros(3, dtype="datetime64[ns]"),
+        np.asfortranarray(np.arange(6, dtype="u2").reshape(2, 3)),
+        np.zeros(2, dtype=[("na'me", "<i4"), ('q"uote\\', "u1")]),
+        np.zeros(2, dtype=[("\u00e9t\u00e9", "<i4")]),
+    ],
+)
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_every_header_numpy_writes_still_reads(array: np.ndarray, version: tuple[int, int]) -> None:
+    from atdata.arrays import array_from_bytes
+
+    if version < (3, 0) and array.dtype.names and any(not n.isascii() for n in array.dtype.names):
+        return  # NumPy itself writes such names only in format 3.0
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array, version=version, allow_pickle=False)
+    got = array_from_bytes(buf.getvalue())
+    assert got.dtype == array.dtype and got.shape == array.shape
+    assert got.tobytes() == array.tobytes() or np.array_equal(got, array)
+
+
+def test_the_npy_header_cache_is_bounded_in_bytes() -> None:
+    """Distinct long headers do not stay resident (an LRU of 4,096 of them held 234 MiB)."""
+    import gc
+
+    from atdata.arrays import array_from_bytes
+
+    base = "{'descr': '|u1', 'fortran_order': False, 'shape': (%d,), }"
+    values = [npy_with_header(base % i + " " * 9000, bytes(i)) for i in range(1500)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for v in values:
+            array_from_bytes(v)
+        gc.collect()
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 4 << 20
