@@ -8,6 +8,7 @@ __all__ = [
     "SampleError",
     "SchemaError",
     "ShardError",
+    "ShardListError",
 ]
 
 
@@ -27,6 +28,10 @@ class ShardError(AtdataError):
         super().__init__(f"{where}: {message}")
         self.shard = shard
         self.offset = offset
+
+
+class ShardListError(AtdataError, ValueError):
+    """A list of shards or a brace pattern is malformed or names more shards than a dataset has."""
 
 
 class SampleError(AtdataError, ValueError):
