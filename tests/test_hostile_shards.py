@@ -488,3 +488,32 @@ def test_the_npy_header_cache_is_bounded_in_bytes() -> None:
     finally:
         tracemalloc.stop()
     assert after - before < 4 << 20
+
+
+# --------------------------------------------------------------------------- duplicate keys
+
+
+def test_get_refuses_a_key_that_names_two_samples_in_one_shard(tmp_path: Path) -> None:
+    path = tmp_path / "dups.tar"
+    path.write_bytes(archive(sample("k0", 0), sample("k1", 1), sample("k0", 2)))
+    ds = atdata.Dataset[Item](str(path))
+    assert [s.label for s in ds] == [0, 1, 2]  # iteration yields every sample
+    assert ds.get("k1").label == 1
+    with pytest.raises(SampleError) as info:
+        ds.get("k0")
+    exc = info.value
+    assert isinstance(exc, AtdataError) and exc.key == "k0" and exc.shard == str(path)
+    assert "byte offset 0" in str(exc) and "byte offset 2048" in str(exc)
+
+
+def test_get_refuses_a_key_that_names_samples_in_two_shards(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.tar", tmp_path / "b.tar"
+    first.write_bytes(archive(sample("k0", 0), sample("k1", 1)))
+    second.write_bytes(archive(sample("k2", 2), sample("k1", 3)))
+    ds = atdata.Dataset[Item]([str(first), str(second)])
+    assert ds.get("k2").label == 2
+    with pytest.raises(SampleError) as info:
+        ds.get("k1")
+    assert str(first) in str(info.value) and str(second) in str(info.value)
+    with pytest.raises(KeyError):
+        ds.get("k9")
