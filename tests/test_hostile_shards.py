@@ -517,3 +517,19 @@ def test_get_refuses_a_key_that_names_samples_in_two_shards(tmp_path: Path) -> N
     assert str(first) in str(info.value) and str(second) in str(info.value)
     with pytest.raises(KeyError):
         ds.get("k9")
+
+
+def test_len_and_list_honour_skip_for_a_hostile_shard(tmp_path: Path) -> None:
+    """``list(ds)`` asks ``len(ds)`` first: with ``on_error="skip"`` neither raises."""
+    good, bad = tmp_path / "good.tar", tmp_path / "hostile.tar"
+    good.write_bytes(archive(sample("a", 0), sample("b", 1)))
+    bad.write_bytes(
+        archive(sample("c", 2), header(b"\xff.msgpack", 5) + bytes(512), sample("d", 3))
+    )
+    ds = atdata.Dataset[Item]([str(good), str(bad)], on_error="skip")
+    with pytest.warns(UserWarning, match="hostile.tar at byte offset 1024"):
+        assert len(ds) == 2
+    with pytest.warns(UserWarning, match="hostile.tar at byte offset 1024"):
+        assert [s.label for s in list(ds)] == [0, 1, 2]
+    with pytest.raises(ShardError):
+        len(atdata.Dataset[Item]([str(good), str(bad)]))

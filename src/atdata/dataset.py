@@ -431,9 +431,21 @@ class Dataset(Generic[ST]):
         return found
 
     def sample_counts(self) -> tuple[int, ...]:
-        """The number of samples in each shard, in shard order."""
+        """The number of samples in each shard, in shard order.
+
+        With ``on_error="skip"`` a shard that cannot be indexed warns and counts as empty.
+        """
         shards = self._prefetch_order(self.list_shards())  # remote shards download ahead
-        return tuple(len(self.shard_index(s)) for s in shards)
+        return tuple(self._count(s) for s in shards)
+
+    def _count(self, shard: str) -> int:
+        if self.on_error == "raise":
+            return len(self.shard_index(shard))
+        try:
+            return len(self.shard_index(shard))
+        except AtdataError as exc:
+            self._fail(exc)
+            return 0
 
     def __len__(self) -> int:
         return sum(self.sample_counts())

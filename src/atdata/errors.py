@@ -9,6 +9,7 @@ __all__ = [
     "SchemaError",
     "ShardError",
     "ShardListError",
+    "ShardUnavailableError",
 ]
 
 
@@ -28,6 +29,17 @@ class ShardError(AtdataError):
         super().__init__(f"{where}: {message}")
         self.shard = shard
         self.offset = offset
+
+
+class ShardUnavailableError(ShardError):
+    """The server answered that the shard does not exist or may not be read (``status``, e.g. 404).
+
+    Retrying cannot help, so the shard cache does not.
+    """
+
+    def __init__(self, shard: str, message: str, *, status: int) -> None:
+        super().__init__(shard, message)
+        self.status = status
 
 
 class ShardListError(AtdataError, ValueError):

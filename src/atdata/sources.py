@@ -11,7 +11,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from atdata._braces import MAX_SHARDS, count_shards, iter_shards, too_many
-from atdata.errors import ShardError, ShardListError
+from atdata.errors import ShardError, ShardListError, ShardUnavailableError
 
 __all__ = ["MAX_SHARDS", "S3Source", "URLSource", "expand_urls", "redact_url"]
 
@@ -64,6 +64,8 @@ class _HTTPStream(io.RawIOBase):
             status = self._response.status_code
             self._response.close()
             self._client.close()
+            if status in (401, 403, 404, 410):  # retrying cannot help
+                raise ShardUnavailableError(redact_url(url), f"HTTP {status}", status=status)
             raise ShardError(redact_url(url), f"HTTP {status}")
         self._chunks: Iterator[bytes] = self._response.iter_raw()
         self._pending = b""
