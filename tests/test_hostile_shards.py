@@ -12,14 +12,20 @@ import io
 import os
 import subprocess
 import sys
+import tarfile
+import tempfile
 import tracemalloc
 import warnings
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from numpy.typing import NDArray
 
 import atdata
@@ -533,3 +539,188 @@ def test_len_and_list_honour_skip_for_a_hostile_shard(tmp_path: Path) -> None:
         assert [s.label for s in list(ds)] == [0, 1, 2]
     with pytest.raises(ShardError):
         len(atdata.Dataset[Item]([str(good), str(bad)]))
+
+
+# --------------------------------------------------------------------------- the property
+
+
+@atdata.packable
+class Rec:
+    label: int
+    x: NDArray[np.float32]
+
+
+def _rec_payload(i: int, npy_value: bytes | None = None) -> bytes:
+    value = npy_value if npy_value is not None else npy_bytes(np.full(4, i, np.float32))
+    return msgpack.packb({"label": i, "x": value}, use_bin_type=True)
+
+
+def npy_bytes(array: np.ndarray, version: tuple[int, int] = (1, 0)) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, array, version=version, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _long(i: int) -> bytes:
+    return b"d" * 120 + b"%d.msgpack" % i
+
+
+def base_shards() -> dict[str, list[bytes]]:
+    """Valid shards as lists of members: plain, PAX names and sizes, GNU long names, tarfile's."""
+    plain = [member(b"k%d.msgpack" % i, _rec_payload(i)) for i in range(4)]
+    with_pax = []
+    for i in range(4):
+        body = _rec_payload(i)
+        records = pax_record(b"path", _long(i))
+        if i == 2:
+            records += pax_record(b"size", str(len(body)).encode())
+        with_pax += [pax(records), member(b"short.msgpack", body)]
+    gnu = []
+    for i in range(3):
+        gnu += [
+            member(b"././@LongLink", _long(i) + b"\0", b"L"),
+            member(b"x.msgpack", _rec_payload(i)),
+        ]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i in range(3):
+            data = _rec_payload(i)
+            info = tarfile.TarInfo(("é" * 60 if i == 1 else "t") + f"/k{i}.msgpack")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return {"plain": plain, "pax": with_pax, "gnu": gnu, "tarfile": [buf.getvalue()[:-1024]]}
+
+
+BASES = base_shards()
+
+PAX_RECORDS = st.lists(
+    st.one_of(
+        st.builds(
+            pax_record,
+            st.sampled_from([b"path", b"size", b"mtime", b"linkpath"]),
+            st.one_of(
+                st.binary(max_size=24),
+                st.sampled_from([b"-5", b"0", b"512", b"1000000000", str(2**80).encode()]),
+                st.integers(0, 3000).map(lambda n: str(n).encode()),
+            ),
+        ),
+        st.builds(
+            lambda n, rest: n + b" " + rest,
+            st.sampled_from([b"0", b"00", b"-1", b"1", b"5", b"99", b"", b"x"]),
+            st.binary(max_size=20),
+        ),
+        st.binary(max_size=40),
+    ),
+    max_size=4,
+).map(b"".join)
+
+VALID_HEADER = "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }"
+NPY_HEADERS = st.one_of(
+    st.text(max_size=80),
+    st.sampled_from(list(HOSTILE_HEADERS.values())),
+    st.tuples(st.integers(0, len(VALID_HEADER) - 1), st.text(max_size=3)).map(
+        lambda p: VALID_HEADER[: p[0]] + p[1] + VALID_HEADER[p[0] + 1 :]
+    ),
+)
+SIZE_FIELDS = st.one_of(
+    st.binary(min_size=12, max_size=12),
+    st.sampled_from(
+        [b"-0000001000\0", b"\x80" + (1 << 40).to_bytes(11, "big"), b"\xff" * 12, b" " * 12]
+    ),
+    st.integers(0, 5000).map(lambda n: b"%011o\0" % n),
+)
+
+
+@st.composite
+def hostile_shards(draw: st.DrawFn) -> bytes:
+    parts = list(BASES[draw(st.sampled_from(sorted(BASES)))])
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(parts) - 1))
+        kind = draw(st.sampled_from(["pax", "gnu", "npy", "size", "name", "flag", "none"]))
+        if kind == "pax":
+            parts.insert(i, pax(draw(PAX_RECORDS)))
+        elif kind == "gnu":
+            parts.insert(i, member(b"././@LongLink", draw(st.binary(max_size=300)), b"L"))
+        elif kind == "npy":
+            text = draw(NPY_HEADERS)
+            version = draw(st.sampled_from([1, 2, 3]))
+            try:
+                value = npy_with_header(text, bytes(16), version)
+            except UnicodeEncodeError:
+                value = npy_with_header(text, bytes(16), 3)
+            parts[i] = member(b"n%d.msgpack" % i, _rec_payload(i, value))
+        elif kind == "size":
+            parts[i] = header(b"s%d.msgpack" % i, draw(SIZE_FIELDS)) + parts[i][512:]
+        elif kind == "name":
+            parts[i] = header(draw(st.binary(min_size=1, max_size=100)), len(parts[i]) - 512)
+            parts[i] += bytes(-len(parts[i]) % 512)
+        elif kind == "flag":
+            flag = draw(st.sampled_from([b"x", b"L", b"g", b"5", b"2", b"K", b"\xff"]))
+            parts[i] = header(b"f%d.msgpack" % i, len(parts[i]) - 512, flag) + parts[i][512:]
+    data = bytearray(b"".join(parts) + END)
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 3]))):  # raw damage: bad checksums
+        pos = draw(st.integers(0, len(data) - 1))
+        data[pos] = draw(st.integers(0, 255))
+    if draw(st.integers(0, 3)) == 0:
+        data = data[: draw(st.integers(0, len(data)))]
+    return bytes(data)
+
+
+def _signature(exc: AtdataError) -> tuple[Any, ...]:
+    return (
+        type(exc).__name__,
+        getattr(exc, "shard", None),
+        getattr(exc, "offset", None),
+        getattr(exc, "key", None),
+        getattr(exc, "field", None),
+    )
+
+
+def _outcome(ds: Any) -> tuple[list[Any], tuple[Any, ...] | None]:
+    got: list[Any] = []
+    try:
+        for s in ds:
+            got.append((s.label, s.x.dtype.str, s.x.shape, s.x.tobytes()))
+    except AtdataError as exc:
+        return got, _signature(exc)
+    return got, None
+
+
+def _count(ds: Any) -> int | tuple[Any, ...]:
+    try:
+        return len(ds)
+    except AtdataError as exc:
+        return _signature(exc)
+
+
+_SEQ = iter(range(10**9))
+_DIR = Path(tempfile.mkdtemp(prefix="atdata-hostile-"))
+
+
+@pytest.mark.timeout(900)
+@settings(
+    max_examples=500,
+    deadline=timedelta(seconds=20),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(hostile_shards())
+def test_any_corruption_gives_samples_or_an_atdata_error_alike_in_both_readers(data: bytes) -> None:
+    path = _DIR / f"h{next(_SEQ)}.tar"
+    path.write_bytes(data)
+    try:
+        tracemalloc.start()
+        try:
+            from_file = _outcome(atdata.Dataset[Rec](str(path)))
+            from_stream = _outcome(atdata.Dataset[Rec](BytesSource({str(path): data})))
+            count_file = _count(atdata.Dataset[Rec](str(path)))
+            count_stream = _count(atdata.Dataset[Rec](BytesSource({str(path): data})))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        path.unlink()
+    event(f"read: {from_file[1][0] if from_file[1] else 'samples only'}")
+    event(f"samples: {'some' if from_file[0] else 'none'}")
+    assert from_file == from_stream
+    assert count_file == count_stream
+    assert peak < 64 << 20
