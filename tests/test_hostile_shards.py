@@ -724,3 +724,13 @@ def test_any_corruption_gives_samples_or_an_atdata_error_alike_in_both_readers(d
     assert from_file == from_stream
     assert count_file == count_stream
     assert peak < 64 << 20
+
+
+@pytest.mark.parametrize("case", ["unknown descr 'x'", "descr 5", "nested lists"])
+def test_an_untyped_reader_keeps_a_hostile_npy_value_as_bytes(case: str, tmp_path: Path) -> None:
+    """Without a schema, bytes that merely start like ``.npy`` stay bytes (was: TypeError)."""
+    value = npy_with_header(HOSTILE_HEADERS[case], bytes(4))
+    path = tmp_path / "untyped.tar"
+    path.write_bytes(archive(member(b"k0.msgpack", msgpack.packb({"x": value}))))
+    (only,) = list(atdata.Dataset(str(path)))
+    assert only.x == value
