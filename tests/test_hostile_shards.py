@@ -734,3 +734,12 @@ def test_an_untyped_reader_keeps_a_hostile_npy_value_as_bytes(case: str, tmp_pat
     path.write_bytes(archive(member(b"k0.msgpack", msgpack.packb({"x": value}))))
     (only,) = list(atdata.Dataset(str(path)))
     assert only.x == value
+
+
+@pytest.mark.parametrize("reader", ["file", "stream"])
+@pytest.mark.parametrize("flag", [b"x", b"g", b"L", b"K"])
+def test_an_extended_header_over_a_mebibyte_is_refused(
+    reader: str, flag: bytes, tmp_path: Path
+) -> None:
+    data = archive(sample("a", 0), member(b"ext", b"1" * ((1 << 20) + 1), flag), sample("b", 1))
+    assert shard_error(reader, data, tmp_path).offset == 1024

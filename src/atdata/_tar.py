@@ -247,7 +247,9 @@ def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
             elif flag == b"L":
                 _check_extended(size, shard, off)
                 ext_name = _long_name(buf[data : data + size], shard, off)
-            elif flag not in _EXTENDED_FLAGS:
+            elif flag in _EXTENDED_FLAGS:
+                _check_extended(size, shard, off)
+            else:
                 ext_name = ext_size = None
             off = next_off
     except (ShardError, UnicodeDecodeError) as exc:
@@ -312,7 +314,7 @@ def iter_stream_members(stream: IO[bytes], shard: str) -> Iterator[tuple[str, in
         size = _size(size_b, shard, off)
         if ext_size is not None and flag not in _EXTENDED_FLAGS:
             size = ext_size
-        if flag in (b"x", b"L"):
+        if flag in _EXTENDED_FLAGS:
             _check_extended(size, shard, off)
         elif size > MAX_STREAM_MEMBER:
             raise ShardError(
