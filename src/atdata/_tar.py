@@ -214,7 +214,14 @@ def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
                 raise ShardError(shard, "tar header without a member name", offset=off)
             if magic[:5] != b"ustar":
                 raise ShardError(shard, "not a tar header (no ustar magic)", offset=off)
-            size = _size(size_b, shard, off)
+            digits = size_b[:11]  # _size's fast path, inlined (the hottest line)
+            if size_b[11] == 0 and digits.isdigit():
+                try:
+                    size = int(digits, 8)
+                except ValueError:
+                    size = _size(size_b, shard, off)
+            else:
+                size = _size(size_b, shard, off)
             if ext_size is not None and flag not in _EXTENDED_FLAGS:
                 size = ext_size
             data = off + BLOCK
