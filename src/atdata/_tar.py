@@ -417,6 +417,7 @@ class TarWriter:
     >>> path = os.path.join(tempfile.mkdtemp(), "x.tar")
     >>> with TarWriter(path) as w:
     ...     w.write("k1.msgpack", [b"\\x80"])
+    0
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
