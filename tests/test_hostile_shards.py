@@ -8,15 +8,17 @@ every path a reader of strangers' data takes: a memory-mapped local file, a stre
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import tracemalloc
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -743,3 +745,70 @@ def test_an_extended_header_over_a_mebibyte_is_refused(
 ) -> None:
     data = archive(sample("a", 0), member(b"ext", b"1" * ((1 << 20) + 1), flag), sample("b", 1))
     assert shard_error(reader, data, tmp_path).offset == 1024
+
+
+class _DictHandler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:
+        data = self.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def bytes_server() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A loopback HTTP server answering GETs from a dict of path -> bytes."""
+    files: dict[str, bytes] = {}
+    handler = type("Handler", (_DictHandler,), {"files": files})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", files
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.timeout(900)
+@settings(
+    max_examples=100,
+    deadline=timedelta(seconds=20),
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
+)
+@given(data=hostile_shards())
+def test_any_corruption_reads_the_same_over_http(
+    bytes_server: tuple[str, dict[str, bytes]], data: bytes
+) -> None:
+    """The HTTP stream (a buffered socket, no cache) reads a hostile shard as the local file does."""
+    base, files = bytes_server
+    name = f"/h{next(_SEQ)}.tar"
+    files[name] = data
+    path = _DIR / name[1:]
+    path.write_bytes(data)
+    try:
+        from_file = _outcome(atdata.Dataset[Rec](str(path)))
+        from_http = _outcome(atdata.Dataset[Rec](base + name, cache=False))
+    finally:
+        path.unlink()
+        del files[name]
+    samples, error = from_http
+    assert samples == from_file[0]
+    assert (error is None) == (from_file[1] is None)
+    if error is not None:
+        assert error[0] == from_file[1][0] and error[2:] == from_file[1][2:]  # the shard id differs
+        assert error[1] == base + name
