@@ -30,32 +30,103 @@ _HEADER = struct.Struct("100s24x12s12x8sc100x6s82x155s12x")
 _ZERO_BLOCK = bytes(BLOCK)
 
 
-def _octal(field: bytes, shard: str, offset: int) -> int:
-    if field[:1] and field[0] & 0x80:  # GNU base-256 for sizes >= 8 GiB
+#: Largest PAX extended header or GNU long name accepted (a name longer than this is hostile).
+MAX_EXTENDED_HEADER = 1 << 20
+#: Largest member the stream reader holds in memory (memory-mapped files have no such limit).
+MAX_STREAM_MEMBER = 1 << 30
+_FILE_FLAGS = (b"0", b"\0", b"7")
+_EXTENDED_FLAGS = (b"x", b"g", b"L", b"K")
+_OCTAL = b"01234567"
+
+# Both readers follow one set of rules, in the helpers below:
+# - a ustar size field is octal digits up to its first NUL, spaces around them allowed
+#   (or GNU base-256, positive), anything else is an error;
+# - a PAX ``size`` is the member's size and the extent of its data (POSIX, as tarfile
+#   and WebDataset read it); a PAX ``path`` or GNU long name names the next member only;
+# - names are UTF-8; PAX records are ``"<len> <key>=<value>\n"`` with ``len`` counting
+#   the whole record; extended headers are at most MAX_EXTENDED_HEADER bytes.
+
+
+def _size(field: bytes, shard: str, offset: int) -> int:
+    """The size in a ustar size field (the rule above); ``offset`` is the header's."""
+    digits = field[:11]
+    if field[11] == 0 and digits.isdigit():  # the usual "%011o\0"
+        try:
+            return int(digits, 8)
+        except ValueError:
+            pass  # an 8 or a 9: the slow path below says so
+    if field[0] & 0x80:  # GNU base-256 for sizes >= 8 GiB
+        if field[0] != 0x80:
+            raise ShardError(shard, "negative member size (base-256 field)", offset=offset)
         return int.from_bytes(field[1:], "big")
-    text = field.strip(b" \0")
+    text = field.split(b"\0", 1)[0].strip(b" ")
+    if text.translate(None, _OCTAL):
+        raise ShardError(shard, f"not a tar header (size field {field!r})", offset=offset)
+    return int(text, 8) if text else 0
+
+
+def _not_utf8(shard: str, offset: int) -> ShardError:
+    return ShardError(shard, "member name is not UTF-8", offset=offset)
+
+
+def _name(name_b: bytes, prefix: bytes, shard: str, offset: int) -> str:
+    """A member's name from its ustar ``name`` and ``prefix`` fields."""
     try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise ShardError(shard, f"not a tar header (size field {field!r})", offset=offset) from None
+        name = name_b.split(b"\0", 1)[0].decode("utf-8")
+        if prefix[0] != 0:
+            name = prefix.split(b"\0", 1)[0].decode("utf-8") + "/" + name
+    except UnicodeDecodeError:
+        raise _not_utf8(shard, offset) from None
+    return name
 
 
-def _pax_path(data: bytes | memoryview) -> tuple[str | None, int | None]:
+def _check_extended(size: int, shard: str, offset: int) -> None:
+    if size > MAX_EXTENDED_HEADER:
+        raise ShardError(
+            shard,
+            f"extended header of {size} bytes (at most {MAX_EXTENDED_HEADER} are accepted)",
+            offset=offset,
+        )
+
+
+def _long_name(data: bytes | memoryview, shard: str, offset: int) -> str:
+    """The name in a GNU long-name member (``offset`` is its header's)."""
+    try:
+        return bytes(data).split(b"\0", 1)[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _not_utf8(shard, offset) from None
+
+
+def _pax(data: bytes | memoryview, shard: str, offset: int) -> tuple[str | None, int | None]:
+    """The ``path`` and ``size`` of a PAX extended header whose data starts at ``offset``."""
     path = size = None
     raw = bytes(data)
+    end = len(raw)
     pos = 0
-    while pos < len(raw):
-        space = raw.find(b" ", pos)
-        if space < 0:
-            break
-        length = int(raw[pos:space])
-        record = raw[space + 1 : pos + length - 1]
-        key, _, value = record.partition(b"=")
+    while pos < end and raw[pos] != 0:  # NUL padding after the records is allowed
+        space = raw.find(b" ", pos, pos + 21)
+        digits = raw[pos:space]
+        length = int(digits) if space > pos and digits.isdigit() else 0
+        stop = pos + length
+        if length <= len(digits) + 1 or stop > end or raw[stop - 1] != 0x0A:
+            raise ShardError(
+                shard, f"malformed PAX record (length {digits[:20]!r})", offset=offset + pos
+            )
+        key, eq, value = raw[space + 1 : stop - 1].partition(b"=")
+        if not eq or not key:
+            raise ShardError(shard, "malformed PAX record (no key=value)", offset=offset + pos)
         if key == b"path":
-            path = value.decode("utf-8")
+            try:
+                path = value.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ShardError(
+                    shard, "member name is not UTF-8 (PAX path)", offset=offset + pos
+                ) from None
         elif key == b"size":
+            if not value.isdigit() or len(value) > 20:
+                raise ShardError(shard, f"malformed PAX size {value[:24]!r}", offset=offset + pos)
             size = int(value)
-        pos += length
+        pos = stop
     return path, size
 
 
@@ -120,8 +191,8 @@ def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
     blocks = np.frombuffer(buf, dtype=np.uint8, count=(end // BLOCK) * BLOCK).reshape(-1, BLOCK)
     unpack = _HEADER.unpack_from
     off = 0
-    long_name: str | None = None
-    long_size: int | None = None
+    ext_name: str | None = None  # from a PAX header or a GNU long name, for the next member
+    ext_size: int | None = None
     pending: list[tuple[str, int, int]] = []
     headers: list[int] = []
     try:
@@ -143,10 +214,16 @@ def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
                 raise ShardError(shard, "tar header without a member name", offset=off)
             if magic[:5] != b"ustar":
                 raise ShardError(shard, "not a tar header (no ustar magic)", offset=off)
-            try:
-                size = int(size_b[:11], 8)
-            except ValueError:
-                size = _octal(size_b, shard, off)
+            digits = size_b[:11]  # _size's fast path, inlined (the hottest line)
+            if size_b[11] == 0 and digits.isdigit():
+                try:
+                    size = int(digits, 8)
+                except ValueError:
+                    size = _size(size_b, shard, off)
+            else:
+                size = _size(size_b, shard, off)
+            if ext_size is not None and flag not in _EXTENDED_FLAGS:
+                size = ext_size
             data = off + BLOCK
             next_off = data + ((size + BLOCK - 1) & ~(BLOCK - 1))
             if next_off > end:
@@ -156,43 +233,52 @@ def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
                     offset=off,
                 )
             headers.append(off)
-            if flag in (b"0", b"\0", b"7"):
-                if long_name is not None:
-                    name = long_name
-                    if long_size is not None:
-                        size = long_size
-                    long_name = long_size = None
-                else:
-                    name = name_b.split(b"\0", 1)[0].decode("utf-8")
+            if flag in _FILE_FLAGS:
+                if ext_name is None:
+                    name = name_b.split(b"\0", 1)[0].decode("utf-8")  # see the except below
                     if prefix[0] != 0:
                         name = prefix.split(b"\0", 1)[0].decode("utf-8") + "/" + name
+                else:
+                    name = ext_name
+                ext_name = ext_size = None
                 pending.append((name, data, size))
                 if len(pending) >= _VERIFY_EVERY:
                     batch, checked = pending, headers
                     pending, headers = [], []
                     yield from _checked(blocks, checked, batch, shard)
             elif flag == b"x":
-                long_name, long_size = _pax_path(buf[data : data + size])
+                _check_extended(size, shard, off)
+                path, pax_size = _pax(buf[data : data + size], shard, data)
+                ext_name = path if path is not None else ext_name
+                ext_size = pax_size if pax_size is not None else ext_size
             elif flag == b"L":
-                long_name = bytes(buf[data : data + size]).split(b"\0", 1)[0].decode("utf-8")
+                _check_extended(size, shard, off)
+                ext_name = _long_name(buf[data : data + size], shard, off)
+            elif flag in _EXTENDED_FLAGS:
+                _check_extended(size, shard, off)
+            else:
+                ext_name = ext_size = None
             off = next_off
-    except ShardError:
+    except (ShardError, UnicodeDecodeError) as exc:
+        error = exc if isinstance(exc, ShardError) else _not_utf8(shard, off)
         # report the first problem in file order: a corrupt header before this point wins
         yield from _checked(blocks, headers, pending, shard)
-        raise
+        raise error from None
     yield from _checked(blocks, headers, pending, shard)
 
 
+_CHUNK = 1 << 20
+
+
 def _read_exact(stream: IO[bytes], n: int) -> bytes:
-    data = stream.read(n)
-    if data is None:
-        data = b""
+    """``n`` bytes of ``stream``, or fewer at its end; memory grows only with what arrives."""
+    data = stream.read(min(n, _CHUNK)) or b""
     if len(data) == n:
         return data
     parts = [data]
     got = len(data)
     while got < n:
-        more = stream.read(n - got)
+        more = stream.read(min(n - got, _CHUNK))
         if not more:
             break
         parts.append(more)
@@ -201,9 +287,13 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
 
 
 def iter_stream_members(stream: IO[bytes], shard: str) -> Iterator[tuple[str, int, bytes]]:
-    """Like :func:`iter_members` for a non-seekable stream: yields ``(name, offset, payload)``."""
+    """Like :func:`iter_members` for a non-seekable stream: yields ``(name, offset, payload)``.
+
+    A member larger than :data:`MAX_STREAM_MEMBER` is refused before it is read.
+    """
     off = 0
-    long_name: str | None = None
+    ext_name: str | None = None
+    ext_size: int | None = None
     while True:
         header = _read_exact(stream, BLOCK)
         if not header:
@@ -228,7 +318,18 @@ def iter_stream_members(stream: IO[bytes], shard: str) -> Iterator[tuple[str, in
             raise ShardError(
                 shard, "tar header checksum does not match (corrupt header)", offset=off
             )
-        size = _octal(size_b, shard, off)
+        size = _size(size_b, shard, off)
+        if ext_size is not None and flag not in _EXTENDED_FLAGS:
+            size = ext_size
+        if flag in _EXTENDED_FLAGS:
+            _check_extended(size, shard, off)
+        elif size > MAX_STREAM_MEMBER:
+            raise ShardError(
+                shard,
+                f"member of {size} bytes: the stream reader holds at most "
+                f"{MAX_STREAM_MEMBER} bytes in memory (a cached or local shard has no limit)",
+                offset=off,
+            )
         padded = (size + BLOCK - 1) & ~(BLOCK - 1)
         payload = _read_exact(stream, padded)
         if len(payload) < padded:
@@ -237,19 +338,20 @@ def iter_stream_members(stream: IO[bytes], shard: str) -> Iterator[tuple[str, in
                 f"truncated member: header says {size} bytes, {min(len(payload), size)} remain",
                 offset=off,
             )
-        if flag in (b"0", b"\0", b"7"):
-            if long_name is not None:
-                name, long_name = long_name, None
-            else:
-                name = name_b.split(b"\0", 1)[0].decode("utf-8")
-                if prefix[0] != 0:
-                    name = prefix.split(b"\0", 1)[0].decode("utf-8") + "/" + name
-            yield name, off + BLOCK, payload[:size] if padded != size else payload
+        data = off + BLOCK
+        if flag in _FILE_FLAGS:
+            name = _name(name_b, prefix, shard, off) if ext_name is None else ext_name
+            ext_name = ext_size = None
+            yield name, data, payload[:size] if padded != size else payload
         elif flag == b"x":
-            long_name, _ = _pax_path(payload[:size])
+            path, pax_size = _pax(payload[:size], shard, data)
+            ext_name = path if path is not None else ext_name
+            ext_size = pax_size if pax_size is not None else ext_size
         elif flag == b"L":
-            long_name = payload[:size].split(b"\0", 1)[0].decode("utf-8")
-        off += BLOCK + padded
+            ext_name = _long_name(payload[:size], shard, off)
+        elif flag not in _EXTENDED_FLAGS:
+            ext_name = ext_size = None
+        off = data + padded
 
 
 def map_file(stream: IO[bytes]) -> mmap.mmap | None:
@@ -315,6 +417,7 @@ class TarWriter:
     >>> path = os.path.join(tempfile.mkdtemp(), "x.tar")
     >>> with TarWriter(path) as w:
     ...     w.write("k1.msgpack", [b"\\x80"])
+    0
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

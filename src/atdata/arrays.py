@@ -5,19 +5,41 @@ which any NumPy and the existing atdata read. Reading accepts ``.npy`` 1.0, 2.0
 and 3.0 and the compact layout of later atdata releases
 (``u8 len, dtype str, u8 ndim, ndim x int64 shape, C-order data``).
 Object arrays are refused both ways: nothing from data is ever unpickled.
+
+A ``.npy`` header comes from the data, so it is read as NumPy bounds it
+(at most :data:`MAX_HEADER_SIZE` bytes) and parsed by a small strict parser of
+the one dictionary NumPy writes (``{'descr': ..., 'fortran_order': ...,
+'shape': (...)}``), never evaluated. Parsed headers are cached by content, at
+most :data:`HEADER_CACHE_BYTES` bytes of them.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import struct
+import threading
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-__all__ = ["NPY_MAGIC", "UnsafeArrayError", "array_from_bytes", "array_to_bytes", "npy_header"]
+__all__ = [
+    "MAX_HEADER_SIZE",
+    "NPY_MAGIC",
+    "UnsafeArrayError",
+    "array_from_bytes",
+    "array_to_bytes",
+    "npy_header",
+]
 
 NPY_MAGIC = b"\x93NUMPY"
+#: The longest ``.npy`` header read (NumPy's own ``max_header_size``).
+MAX_HEADER_SIZE = 10_000
+#: Bytes of header text kept in the cache of parsed headers (emptied when full).
+HEADER_CACHE_BYTES = 1 << 20
+_MAX_DIMS = 64  # NumPy's NPY_MAXDIMS
+_MAX_DEPTH = 16  # nesting of structured dtypes in a header
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
@@ -80,18 +102,121 @@ def array_to_bytes(array: np.ndarray) -> bytes:
     return header + c_order(array).tobytes()
 
 
-@lru_cache(maxsize=4096)
-def _parse_npy_header(text: bytes, encoding: str) -> tuple[np.dtype, tuple[int, ...], bool]:
+_TOKEN = re.compile(
+    r"""\s*(?:('(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")|(\d+)|(True|False)|([{}()\[\],:]))"""
+)
+
+
+class _HeaderParser:
+    """The literals NumPy writes in a header: str, int >= 0, bool, tuple, list and dict."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def _next(self) -> tuple[int, str]:
+        match = _TOKEN.match(self.text, self.pos)
+        if match is None:
+            raise ValueError(f"unexpected text at {self.pos}")
+        self.pos = match.end()
+        kind = match.lastindex or 0
+        return kind, match.group(kind)
+
+    def _peek(self) -> str:
+        match = _TOKEN.match(self.text, self.pos)
+        return match.group(4) or "" if match is not None else ""
+
+    def value(self, depth: int = 0) -> Any:
+        if depth > _MAX_DEPTH:
+            raise ValueError("nested too deeply")
+        kind, token = self._next()
+        if kind == 1:  # a string literal; escapes are decoded as Python decodes them
+            return ast.literal_eval(token) if "\\" in token else token[1:-1]
+        if kind == 2:
+            if len(token) > 20:
+                raise ValueError(f"number {token[:20]}... is too large")
+            return int(token)
+        if kind == 3:
+            return token == "True"
+        closing = {"(": ")", "[": "]", "{": "}"}.get(token)
+        if closing is None:
+            raise ValueError(f"unexpected {token!r}")
+        items: list[Any] = []
+        while self._peek() != closing:
+            item = self.value(depth + 1)
+            if token == "{":
+                if self._next()[1] != ":":
+                    raise ValueError("expected ':'")
+                item = (item, self.value(depth + 1))
+            items.append(item)
+            if self._peek() != closing and self._next()[1] != ",":
+                raise ValueError("expected ','")
+        self._next()
+        if token == "{":
+            keys = [k for k, _ in items]
+            if not all(isinstance(k, str) for k in keys) or len(set(keys)) != len(keys):
+                raise ValueError("dictionary keys must be distinct strings")
+            return dict(items)
+        return tuple(items) if token == "(" else items
+
+    def end(self) -> None:
+        if self.text[self.pos :].strip():
+            raise ValueError(f"unexpected text at {self.pos}")
+
+
+def _header_meta(text: str) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """The dtype, shape and order of a header's text, or ValueError."""
+    parser = _HeaderParser(text)
     try:
-        meta = ast.literal_eval(text.decode(encoding))
-        descr, fortran, shape = meta["descr"], meta["fortran_order"], meta["shape"]
-    except Exception as exc:
-        raise ValueError(f"malformed .npy header {text[:80]!r}") from exc
-    dtype = np.lib.format.descr_to_dtype(descr)
-    _check_dtype(dtype)
-    if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
+        meta = parser.value()
+        parser.end()
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"malformed .npy header ({exc}): {text[:80]!r}") from None
+    if not isinstance(meta, dict) or set(meta) != {"descr", "fortran_order", "shape"}:
+        raise ValueError(f"malformed .npy header {text[:80]!r}")
+    descr, fortran, shape = meta["descr"], meta["fortran_order"], meta["shape"]
+    if not isinstance(fortran, bool):
+        raise ValueError(f"malformed .npy header: fortran_order is {fortran!r}")
+    if (
+        not isinstance(shape, tuple)
+        or len(shape) > _MAX_DIMS
+        or not all(isinstance(n, int) and 0 <= n < 2**63 for n in shape)
+    ):
         raise ValueError(f"malformed .npy shape {shape!r}")
-    return dtype, shape, bool(fortran)
+    if not isinstance(descr, str | list):
+        raise ValueError(f"unknown array dtype {descr!r}")
+    try:
+        dtype = np.lib.format.descr_to_dtype(descr)
+    except Exception:
+        raise ValueError(f"unknown array dtype {descr!r}"[:200]) from None
+    _check_dtype(dtype)
+    return dtype, shape, fortran
+
+
+_HEADERS: dict[tuple[bytes, bool], tuple[np.dtype, tuple[int, ...], bool]] = {}
+_HEADERS_BYTES = 0
+_HEADERS_LOCK = threading.Lock()
+
+
+def _parse_npy_header(text: bytes, utf8: bool) -> tuple[np.dtype, tuple[int, ...], bool]:
+    """:func:`_header_meta`, cached by content (at most HEADER_CACHE_BYTES of text)."""
+    global _HEADERS_BYTES
+    key = (text, utf8)
+    found = _HEADERS.get(key)
+    if found is not None:
+        return found
+    try:
+        decoded = text.decode("utf-8" if utf8 else "latin1")
+    except UnicodeDecodeError:
+        raise ValueError(f"malformed .npy header (not UTF-8): {text[:80]!r}") from None
+    found = _header_meta(decoded)
+    with _HEADERS_LOCK:
+        if _HEADERS_BYTES + len(text) > HEADER_CACHE_BYTES:
+            _HEADERS.clear()
+            _HEADERS_BYTES = 0
+        _HEADERS[key] = found
+        _HEADERS_BYTES += len(text)
+    return found
 
 
 def _parse(buf: memoryview) -> tuple[np.dtype, tuple[int, ...], bool, int]:
@@ -108,13 +233,16 @@ def _parse(buf: memoryview) -> tuple[np.dtype, tuple[int, ...], bool, int]:
             hlen, start = _U32.unpack_from(buf, 8)[0], 12
         else:
             raise ValueError(f"unsupported .npy format version {major}.{buf[7]}")
+        if hlen > MAX_HEADER_SIZE:
+            raise ValueError(
+                f".npy header of {hlen} bytes (at most {MAX_HEADER_SIZE} are read, as in NumPy)"
+            )
         end = start + hlen
         if end > len(buf):
             raise ValueError(
                 f".npy header runs past the end of the value ({end} > {len(buf)} bytes)"
             )
-        encoding = "utf-8" if major == 3 else "latin1"
-        dtype, shape, fortran = _parse_npy_header(bytes(buf[start:end]), encoding)
+        dtype, shape, fortran = _parse_npy_header(bytes(buf[start:end]), major == 3)
         return dtype, shape, fortran, end
     # compact layout
     if len(buf) < 2:
@@ -129,6 +257,8 @@ def _parse(buf: memoryview) -> tuple[np.dtype, tuple[int, ...], bool, int]:
         raise ValueError(f"unknown array dtype {bytes(buf[1:dtype_end])!r}") from exc
     _check_dtype(dtype)
     ndim = buf[dtype_end]
+    if ndim > _MAX_DIMS:
+        raise ValueError(f"array of {ndim} dimensions (at most {_MAX_DIMS})")
     shape_end = dtype_end + 1 + 8 * ndim
     if shape_end > len(buf):
         raise ValueError("array shape runs past the end of the value")

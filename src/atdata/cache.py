@@ -11,6 +11,11 @@ the others wait, and readers hold a shared lock so an open entry is never
 evicted. :class:`Prefetcher` downloads the next shards of an iteration order
 in a few threads while the current one is read.
 
+What no retry can fix is reported at once, never retried: a shard that does
+not exist or may not be read (HTTP or S3 404, 403), a full disk (named as
+such, with the cache directory), and a shard larger than ``max_shard_bytes``
+(one download is bounded; the rest of it is never fetched).
+
 >>> import io, tempfile
 >>> cache = ShardCache(tempfile.mkdtemp(), max_bytes=2**20)
 >>> cache.fetch("https://example.org/a.tar", lambda: io.BytesIO(b"tar bytes")).read_bytes()
@@ -19,6 +24,7 @@ b'tar bytes'
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import io
@@ -34,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from atdata.errors import ShardError
+from atdata.errors import ShardError, ShardUnavailableError
 from atdata.protocols import DataSource
 from atdata.sources import S3Source, redact_url
 
@@ -42,7 +48,14 @@ __all__ = ["Prefetcher", "S3Object", "ShardCache", "default_cache_dir", "opener_
 
 Opener = Callable[[], IO[bytes]]
 _COPY = 1 << 20  # small reads: big fresh buffers cost page faults
-_NO_RETRY_STATUS = frozenset({400, 401, 403})
+_NO_RETRY_STATUS = frozenset({400, 401, 403, 404, 410})
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: The default largest shard one download may bring into the cache.
+MAX_SHARD_BYTES = 8 * 2**30
+
+
+class _Refused(Exception):
+    """A download stopped for a reason no retry can change (its message says which)."""
 
 
 def default_cache_dir() -> Path:
@@ -51,22 +64,58 @@ def default_cache_dir() -> Path:
     return (Path(home) if home else Path.home() / ".atdata") / "cache"
 
 
-def _retryable(exc: BaseException) -> bool:
-    """False for errors no retry can fix: an unknown shard id, bad credentials, a bad request."""
-    if isinstance(exc, KeyError | TypeError | ValueError):
-        return False
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a failed request (an S3 ``ClientError`` or an HTTP shard), if any."""
+    if isinstance(exc, ShardUnavailableError):
+        return exc.status
     response = getattr(exc, "response", None)  # botocore ClientError
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if response else None
-    return status not in _NO_RETRY_STATUS
+    if isinstance(response, dict):
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if status is not None else None
+    return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    """False for errors no retry can fix: an unknown shard id, bad credentials, a bad request,
+    a missing or forbidden shard, a full disk, a shard over the size limit."""
+    if isinstance(exc, KeyError | TypeError | ValueError | _Refused):
+        return False
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        return False
+    return _status(exc) not in _NO_RETRY_STATUS
 
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ShardError):
         return str(exc).rpartition(": ")[2] or type(exc).__name__
     response = getattr(exc, "response", None)
-    if response:
-        return f"S3 {response.get('Error', {}).get('Code', 'error')}"
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code", "error")
+        status = _status(exc)
+        return f"S3 {code}" + (f" (HTTP {status})" if status else "")
+    if isinstance(exc, _Refused):
+        return str(exc)
     return type(exc).__name__
+
+
+def _copy(src: IO[bytes], out: IO[bytes], limit: int) -> None:
+    """Copy ``src`` to ``out``; refuse (before writing them) bytes past ``limit``."""
+    total = 0
+    while True:
+        chunk = src.read(_COPY)
+        if not chunk:
+            return
+        total += len(chunk)
+        if total > limit:
+            raise _Refused(_too_large(limit))
+        out.write(chunk)
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"the shard is larger than the cache's limit of {limit} bytes for one shard "
+        "(ShardCache(max_shard_bytes=...) raises it)"
+    )
 
 
 class _Pinned(io.FileIO):
@@ -91,6 +140,8 @@ class ShardCache:
     ``fetch`` downloads a shard once (retrying transient errors ``retries``
     times with exponential backoff from ``backoff`` seconds) and returns its
     local path; ``open`` also pins it against eviction until the file is closed.
+    One download is at most ``max_shard_bytes`` (default 8 GiB); a missing or
+    forbidden shard, a full disk and a larger shard are reported without retrying.
 
     >>> import io, tempfile
     >>> cache = ShardCache(tempfile.mkdtemp())
@@ -106,11 +157,15 @@ class ShardCache:
         max_bytes: int = 10 * 2**30,
         retries: int = 4,
         backoff: float = 0.25,
+        max_shard_bytes: int = MAX_SHARD_BYTES,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        if max_shard_bytes <= 0:
+            raise ValueError(f"max_shard_bytes must be positive, not {max_shard_bytes}")
         self.root = Path(root) if root is not None else default_cache_dir()
         self.max_bytes = max_bytes
+        self.max_shard_bytes = max_shard_bytes
         self.retries = retries
         self.backoff = backoff
 
@@ -211,15 +266,16 @@ class ShardCache:
             if attempt:
                 delay = self.backoff * 2 ** (attempt - 1)
                 time.sleep(min(delay * random.uniform(0.5, 1.0), 30.0))
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=path.stem + ".", suffix=".part")
+            tmp = None
             try:
+                fd, tmp = tempfile.mkstemp(dir=self.root, prefix=path.stem + ".", suffix=".part")
                 with os.fdopen(fd, "wb") as out:
                     write_to = getattr(opener, "write_to", None)
                     if write_to is not None:
-                        write_to(out)
+                        write_to(out, max_bytes=self.max_shard_bytes)
                     else:
                         with opener() as src:
-                            shutil.copyfileobj(src, out, _COPY)
+                            _copy(src, out, self.max_shard_bytes)
                 os.replace(tmp, path)  # complete: only now does the entry exist
                 return
             except Exception as exc:
@@ -227,13 +283,23 @@ class ShardCache:
                 if not _retryable(exc):
                     break
             finally:
-                if os.path.exists(tmp):
+                if tmp is not None and os.path.exists(tmp):
                     os.unlink(tmp)
         assert last is not None
         if isinstance(last, KeyError):
             raise last
+        shard = redact_url(shard_id)
+        if isinstance(last, OSError) and last.errno in _DISK_FULL:
+            free = shutil.disk_usage(self.root).free
+            raise ShardError(
+                shard,
+                f"no space left on the disk of the shard cache {self.root} ({free} bytes free); "
+                "free some space, lower ShardCache(max_bytes=...) or set ATDATA_HOME elsewhere",
+            ) from None
+        if not _retryable(last):
+            raise ShardError(shard, f"download failed (not retried): {_reason(last)}") from None
         tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
-        raise ShardError(redact_url(shard_id), f"download failed after {tries}: {_reason(last)}")
+        raise ShardError(shard, f"download failed after {tries}: {_reason(last)}") from None
 
     # ------------------------------------------------------------------ eviction
 
@@ -311,11 +377,17 @@ class S3Object:
             Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}"
         )
 
-    def write_to(self, file: IO[bytes]) -> int:
-        """Download the object into ``file`` (a real file) with parallel ranged GETs; return its size."""
+    def write_to(self, file: IO[bytes], max_bytes: int | None = None) -> int:
+        """Download the object into ``file`` (a real file) with parallel ranged GETs; return its size.
+
+        An object larger than ``max_bytes`` is refused after the first GET, which tells its size.
+        """
         fd = file.fileno()
         first = self._get(0, self.part_size)
         total = int(first.get("ContentRange", "/").rpartition("/")[2] or first["ContentLength"])
+        if max_bytes is not None and total > max_bytes:
+            first["Body"].close()
+            raise _Refused(_too_large(max_bytes))
         ranges = [
             (a, min(a + self.part_size, total))
             for a in range(self.part_size, total, self.part_size)
@@ -326,6 +398,8 @@ class S3Object:
             offset = start
             for chunk in body.iter_chunks(_COPY):
                 view = memoryview(chunk)
+                if offset + len(view) > end:
+                    raise OSError(f"the server sent more than the {end - start} bytes asked for")
                 while view:
                     written = os.pwrite(fd, view, offset)
                     offset += written

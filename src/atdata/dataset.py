@@ -432,6 +432,7 @@ class Dataset(Generic[ST]):
         state = dict(self.__dict__)
         state.pop("_maps", None)  # memory maps are per process
         state.pop("_keymap", None)
+        state.pop("_dupkeys", None)
         for per_process in ("_decoders", "_spans", "_shard_ids"):
             state.pop(per_process, None)  # closures and memory maps, rebuilt on first use
         return state
@@ -455,9 +456,21 @@ class Dataset(Generic[ST]):
         return found
 
     def sample_counts(self) -> tuple[int, ...]:
-        """The number of samples in each shard, in shard order."""
+        """The number of samples in each shard, in shard order.
+
+        With ``on_error="skip"`` a shard that cannot be indexed warns and counts as empty.
+        """
         shards = self._prefetch_order(self.list_shards())  # remote shards download ahead
-        return tuple(len(self.shard_index(s)) for s in shards)
+        return tuple(self._count(s) for s in shards)
+
+    def _count(self, shard: str) -> int:
+        if self.on_error == "raise":
+            return len(self.shard_index(shard))
+        try:
+            return len(self.shard_index(shard))
+        except AtdataError as exc:
+            self._fail(exc)
+            return 0
 
     def __len__(self) -> int:
         return sum(self.sample_counts())
@@ -478,18 +491,39 @@ class Dataset(Generic[ST]):
         raise AssertionError("unreachable")
 
     def get(self, key: str) -> ST:
-        """The sample with this key (``KeyError`` if none), read through the offset index."""
+        """The sample with this key, read through the offset index.
+
+        Raises ``KeyError`` if no sample has the key, and
+        :class:`~atdata.SampleError` naming every place it occurs if several do
+        (in one shard or in several): keys of a dataset are unique, so a
+        duplicate is an error, never a silent choice.
+        """
         keymap: dict[str, tuple[int, int]] | None = self.__dict__.get("_keymap")
         if keymap is None:
             keymap = {}
+            dups: dict[str, list[tuple[int, int]]] = {}
             for pos, shard in enumerate(self.list_shards()):
                 for i, k in enumerate(self.shard_index(shard).keys):
-                    keymap.setdefault(k, (pos, i))
-            self._keymap = keymap
+                    if keymap.setdefault(k, (pos, i)) != (pos, i):
+                        dups.setdefault(k, [keymap[k]]).append((pos, i))
+            self._keymap, self._dupkeys = keymap, dups
         try:
             pos, i = keymap[key]
         except KeyError:
             raise KeyError(f"no sample with key {key!r} in {self!r}") from None
+        places: list[tuple[int, int]] | None = self._dupkeys.get(key)
+        if places:
+            shards = self.list_shards()
+            where = "; ".join(
+                f"{shards[p]} at byte offset {int(self.shard_index(shards[p]).offsets[j]) - 512}"
+                for p, j in places
+            )
+            raise SampleError(
+                f"{len(places)} samples have this key ({where}); get() needs unique keys, "
+                "iterate or index by position to read them",
+                key=key,
+                shard=shards[pos],
+            )
         return self.read_sample(pos, i)  # type: ignore[no-any-return]
 
     def read_sample(self, shard_pos: int, i: int, *, copy: bool = True) -> Any:

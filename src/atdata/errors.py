@@ -8,6 +8,8 @@ __all__ = [
     "SampleError",
     "SchemaError",
     "ShardError",
+    "ShardListError",
+    "ShardUnavailableError",
 ]
 
 
@@ -27,6 +29,21 @@ class ShardError(AtdataError):
         super().__init__(f"{where}: {message}")
         self.shard = shard
         self.offset = offset
+
+
+class ShardUnavailableError(ShardError):
+    """The server answered that the shard does not exist or may not be read (``status``, e.g. 404).
+
+    Retrying cannot help, so the shard cache does not.
+    """
+
+    def __init__(self, shard: str, message: str, *, status: int) -> None:
+        super().__init__(shard, message)
+        self.status = status
+
+
+class ShardListError(AtdataError, ValueError):
+    """A list of shards or a brace pattern is malformed or names more shards than a dataset has."""
 
 
 class SampleError(AtdataError, ValueError):

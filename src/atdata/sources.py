@@ -10,22 +10,31 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import braceexpand
+from atdata._braces import MAX_SHARDS, count_shards, iter_shards, too_many
+from atdata.errors import ShardError, ShardListError, ShardUnavailableError
 
-from atdata.errors import ShardError
-
-__all__ = ["S3Source", "URLSource", "expand_urls", "redact_url"]
+__all__ = ["MAX_SHARDS", "S3Source", "URLSource", "expand_urls", "redact_url"]
 
 
 def expand_urls(urls: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
-    """Expand brace patterns (``data-{000..009}.tar``) in one URL or a list of them."""
-    if isinstance(urls, str | os.PathLike):
-        urls = [urls]
-    out: list[str] = []
-    for u in urls:
-        text = os.fspath(u)
-        out.extend(braceexpand.braceexpand(text) if "{" in text else [text])
-    return out
+    """Expand brace patterns (``data-{000..009}.tar``) in one URL or a list of them.
+
+    The shards are counted first: patterns naming more than :data:`MAX_SHARDS`
+    in all raise :class:`~atdata.errors.ShardListError` before anything is expanded.
+    """
+    texts = (
+        [os.fspath(urls)] if isinstance(urls, str | os.PathLike) else [os.fspath(u) for u in urls]
+    )
+    if any("{" in t for t in texts):
+        total = sum(count_shards(t) for t in texts)
+        if total > MAX_SHARDS:
+            shown = (
+                repr(texts[0][:200])
+                if len(texts) == 1
+                else f"the list of {len(texts)} URLs (first {texts[0][:100]!r})"
+            )
+            raise ShardListError(too_many(shown, total))
+    return [shard for t in texts for shard in iter_shards(t)]
 
 
 def redact_url(url: str) -> str:
@@ -55,6 +64,8 @@ class _HTTPStream(io.RawIOBase):
             status = self._response.status_code
             self._response.close()
             self._client.close()
+            if status in (401, 403, 404, 410):  # retrying cannot help
+                raise ShardUnavailableError(redact_url(url), f"HTTP {status}", status=status)
             raise ShardError(redact_url(url), f"HTTP {status}")
         self._chunks: Iterator[bytes] = self._response.iter_raw()
         self._pending = b""
