@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Any
 from atdata.batch import SampleBatch
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
-from atdata.errors import AtdataError, LensNotFoundError, SampleError, SchemaError, ShardError
+from atdata.errors import (
+    AtdataError,
+    CredentialURLError,
+    LensNotFoundError,
+    PrivateURLError,
+    PrivateURLWarning,
+    SampleError,
+    SchemaError,
+    ShardError,
+)
 from atdata.lens import Lens, LensNetwork, lens
 from atdata.protocols import AbstractDataStore, AbstractIndex, DataSource, IndexEntry, Packable
 from atdata.sample import PackableSample, packable
@@ -61,6 +70,7 @@ __all__ = [
     "AbstractIndex",
     "AtdataError",
     "BlobSource",
+    "CredentialURLError",
     "DataSource",
     "Dataset",
     "DatasetDict",
@@ -72,6 +82,8 @@ __all__ = [
     "LensNotFoundError",
     "Packable",
     "PackableSample",
+    "PrivateURLError",
+    "PrivateURLWarning",
     "S3Source",
     "SampleBatch",
     "SampleError",

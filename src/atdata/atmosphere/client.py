@@ -307,6 +307,14 @@ class AtmosphereClient:
         return self._session is not None
 
     @property
+    def own_pds_urls(self) -> list[str]:
+        """The PDS URLs the user configured (``base_url``) or logged in to: trusted when reading."""
+        found = [self.base_url]
+        if self._session is not None:
+            found.append(self.pds_url)
+        return found
+
+    @property
     def did(self) -> str:
         """The DID of the logged-in account (``NotAuthenticatedError`` otherwise)."""
         return self._require_session().did
@@ -1019,7 +1027,11 @@ class AtmosphereClient:
             return stream.read()
 
     def blob_source(
-        self, blobs: Sequence[str | BlobUrl | Mapping[str, Any]], *, verify: bool = True
+        self,
+        blobs: Sequence[str | BlobUrl | Mapping[str, Any]],
+        *,
+        verify: bool = True,
+        allow_private_urls: bool | None = None,
     ) -> BlobSource:
         """A :class:`~atdata.atmosphere.blobs.BlobSource` over ``blobs`` that uses this client."""
-        return BlobSource(blobs, client=self, verify=verify)
+        return BlobSource(blobs, client=self, verify=verify, allow_private_urls=allow_private_urls)

@@ -32,6 +32,14 @@ BlobsOpt = Annotated[
         "--blobs", help="Upload the shards as blobs to your PDS (default: publish their URLs)."
     ),
 ]
+PublicUrlsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--public-urls-only",
+        help="Refuse URLs others likely cannot read (local paths, private hosts) instead of "
+        "publishing them with a warning.",
+    ),
+]
 
 
 @contextlib.contextmanager
@@ -111,12 +119,7 @@ def publish(
     description: DescriptionOpt = None,
     tag: TagOpt = None,
     license: LicenseOpt = None,
-    allow_private_urls: Annotated[
-        bool,
-        typer.Option(
-            "--allow-private-urls", help="Publish URLs others cannot read (local paths, s3://)."
-        ),
-    ] = False,
+    public_urls_only: PublicUrlsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Publish a dataset to the logged-in account: its schema, then a dataset record."""
@@ -143,7 +146,7 @@ def publish(
     client = load_client()
     try:
         store = PDSBlobStore(client) if blobs else None
-        index = AtmosphereIndex(client, data_store=store, allow_private_urls=allow_private_urls)
+        index = AtmosphereIndex(client, data_store=store, require_public_urls=public_urls_only)
         schema_uri = index.publish_schema(ds.sample_type, version=schema_version)
         total = _total_bytes(ds) if blobs else None
         with progress(f"uploading {name}", total, unit="bytes") as bar, _count_uploads(client, bar):
@@ -204,14 +207,7 @@ def promote(
     description: DescriptionOpt = None,
     tag: TagOpt = None,
     license: LicenseOpt = None,
-    allow_private_urls: Annotated[
-        bool | None,
-        typer.Option(
-            "--allow-private-urls/--public-urls-only",
-            help="Publish URLs others cannot read as they are (default: ATDATA_ALLOW_PRIVATE_URLS).",
-            show_default=False,
-        ),
-    ] = None,
+    public_urls_only: PublicUrlsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Promote a dataset of the local index to the logged-in account (schema deduplicated)."""
@@ -246,7 +242,7 @@ def promote(
                 description=description,
                 tags=tag or None,
                 license=license,
-                allow_private_urls=allow_private_urls,
+                require_public_urls=public_urls_only,
             )
         published = AtmosphereIndex(client).get_dataset(str(uri))
         result = _result(client, published)
