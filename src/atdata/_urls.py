@@ -305,7 +305,8 @@ def check_publishable(
     (``warn=False``: no warning, for a check made again after copying).
     """
     concerns: dict[str, list[str]] = {}
-    for url in urls:
+    url_list = list(urls)
+    for url in [*url_list, *([endpoint] if endpoint else [])]:
         secret = credential_reason(url)
         if secret is not None:
             raise CredentialURLError(
@@ -313,7 +314,13 @@ def check_publishable(
                 "permanent, so publish the plain URL and let readers bring their own access",
                 url=_redact(url),
             )
-        concern = url_concern(url, endpoint=endpoint)
+    by_origin: dict[tuple[str, str], Concern | None] = {}  # resolve each host once
+    for url in url_list:
+        parts = urlsplit(url)
+        origin = (parts.scheme.lower(), parts.netloc.lower())
+        if origin not in by_origin or _is_local(origin[0]):
+            by_origin[origin] = url_concern(url, endpoint=endpoint)
+        concern = by_origin[origin]
         if concern is not None:
             concerns.setdefault(concern.reason, []).append(_redact(url))
     if not concerns:

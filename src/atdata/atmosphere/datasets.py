@@ -253,7 +253,7 @@ class DatasetPublisher:
         if is_aws_endpoint(endpoint) or not any(u.startswith("s3://") for u in url_list):
             endpoint = None  # AWS is every reader's default; other schemes need none
         check_publishable(
-            url_list + ([endpoint] if endpoint else []),
+            url_list,
             endpoint=endpoint,
             require_public=require_public_urls,
         )
