@@ -194,7 +194,7 @@ def host_concern(host: str, *, resolve_names: bool = True) -> str | None:
     try:
         addresses = resolve(name)
     except (OSError, UnicodeError):
-        return f"{name!r} does not resolve"
+        return None  # no evidence either way (offline, or not yet in DNS): readers will see
     return _address_reason(name, addresses)
 
 
