@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from atdata.errors import ShardError
+from atdata.errors import PrivateURLError, ShardError
 from atdata.protocols import DataSource
 from atdata.sources import S3Source, redact_url
 
@@ -230,7 +230,7 @@ class ShardCache:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
         assert last is not None
-        if isinstance(last, KeyError):
+        if isinstance(last, KeyError | PrivateURLError):  # not a download failure: a refusal
             raise last
         tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
         raise ShardError(redact_url(shard_id), f"download failed after {tries}: {_reason(last)}")
