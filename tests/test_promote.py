@@ -277,7 +277,7 @@ def test_errors(
     home: Path, s3_env: dict[str, str], s3_bucket: str, s3_client: Any, pds_client: Any
 ) -> None:
     index, entry = team_entry(home, s3_env, s3_bucket, "errors")
-    with pytest.raises(PrivateURLError, match="data_store=") as raised:
+    with pytest.raises(PrivateURLError, match="copy the shards") as raised:
         promote_to_atmosphere(entry, index, pds_client, require_public_urls=True)
     assert "loopback" in str(raised.value)
     assert DatasetLoader(pds_client).list_all() == []

@@ -302,7 +302,8 @@ def check_publishable(
     (always). URLs others likely cannot read raise
     :class:`~atdata.errors.PrivateURLError` with ``require_public``, else one
     :class:`~atdata.errors.PrivateURLWarning` names each of them and why
-    (``warn=False``: no warning, for a check made again after copying).
+    (``warn=False``: refusals only, for the check made before copying; the
+    warning comes when the final URLs are published).
     """
     concerns: dict[str, list[str]] = {}
     url_list = list(urls)
@@ -334,8 +335,8 @@ def check_publishable(
     first = next(iter(concerns.values()))[0]
     if require_public:
         raise PrivateURLError(
-            f"refusing to publish URLs others likely cannot read: {text}; copy the shards to "
-            "public storage (data_store=, CLI --copy-to or --blobs) or drop require_public_urls",
+            f"refusing to publish URLs others likely cannot read: {text}; copy the shards "
+            "where others can read them (your PDS as blobs, or a public bucket)",
             url=first,
         )
     if warn:
@@ -401,7 +402,7 @@ class ReadPolicy:
 def _refusal(url: str, reason: str, *, opt_in: bool) -> PrivateURLError:
     hint = (
         f"; a record's URLs may only name public hosts unless you allow private ones "
-        f"(allow_private_urls=True or {ALLOW_PRIVATE_ENV}=1)"
+        f"({ALLOW_PRIVATE_ENV}=1, or allow_private_urls=True in Python)"
         if opt_in
         else ""
     )

@@ -47,7 +47,6 @@ from atdata.atmosphere import (
 )
 from atdata.atmosphere.index import file_uri, store_endpoint
 from atdata.atmosphere.records import DATASET_COLLECTION, iter_records
-from atdata.errors import PrivateURLError
 from atdata.local.stores.base import DataStore
 from atdata.protocols import AbstractDataStore, IndexEntry
 from atdata.schema import schema_to_type
@@ -107,16 +106,9 @@ def promote_to_atmosphere(
         planned = [file_uri(data_store.url_for(f"{prefix}/shard.tar"))]
         endpoint = store_endpoint(data_store, planned)
     if planned is not None:
-        try:
-            check_publishable(
-                planned, endpoint=endpoint, require_public=require_public_urls, warn=False
-            )
-        except PrivateURLError as exc:
-            raise PrivateURLError(
-                f"{exc}; for example promote_to_atmosphere(..., "
-                "data_store=S3DataStore(...) or PDSBlobStore(client))",
-                url=exc.url,
-            ) from None
+        check_publishable(
+            planned, endpoint=endpoint, require_public=require_public_urls, warn=False
+        )
 
     meta: dict[str, Any] = dict(entry.metadata or {})
     description = description if description is not None else meta.pop("description", None)
