@@ -403,3 +403,21 @@ def test_s3_records_carry_a_non_aws_endpoint_that_readers_check(
     for key, value in s3_env.items():
         monkeypatch.setenv(key, value)
     assert sorted(s.label for s in reader.dataset_for(entry, Row)) == list(range(8))
+
+
+def test_record_reads_check_the_pds_a_did_document_names(
+    pds_client: Any, pds_account: dict[str, str], reader_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atdata.atmosphere import AtmosphereClient
+
+    schema = AtmosphereIndex(pds_client).publish_schema(Row)
+    uri = DatasetPublisher(pds_client).publish_with_urls(
+        ["https://93.184.216.34/d.tar"], schema, name="elsewhere"
+    )
+    # A reader whose own PDS is elsewhere: the record's PDS comes from a DID document.
+    stranger = AtmosphereClient("https://pds.example.org", plc_url=pds_account["plc_url"])
+    with pytest.raises(PrivateURLError, match="refusing to read 'http://localhost"):
+        AtmosphereIndex(stranger).get_dataset(str(uri))
+    monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_URLS", "1")
+    opted_in = AtmosphereClient("https://pds.example.org", plc_url=pds_account["plc_url"])
+    assert AtmosphereIndex(opted_in).get_dataset(str(uri)).name == "elsewhere"

@@ -46,6 +46,7 @@ __all__ = [
     "ReadPolicy",
     "check_publishable",
     "checked_http_client",
+    "checked_transport",
     "credential_reason",
     "host_concern",
     "parse_ip",
@@ -476,6 +477,11 @@ def _checked_transport_class() -> type[httpx.HTTPTransport]:
     return CheckedTransport
 
 
+def checked_transport(policy: ReadPolicy) -> httpx.HTTPTransport:
+    """An ``httpx`` transport whose every connection is checked and pinned by ``policy``."""
+    return _checked_transport_class()(policy)
+
+
 def checked_http_client(policy: ReadPolicy, *, timeout: float = 60.0) -> httpx.Client:
     """An ``httpx.Client`` that reads only what ``policy`` allows, redirect hops included.
 
@@ -488,5 +494,5 @@ def checked_http_client(policy: ReadPolicy, *, timeout: float = 60.0) -> httpx.C
         timeout=timeout,
         follow_redirects=True,
         trust_env=False,
-        transport=_checked_transport_class()(policy),
+        transport=checked_transport(policy),
     )

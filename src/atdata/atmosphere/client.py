@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from atdata._urls import ReadPolicy, checked_transport
 from atdata.atmosphere._identity import IdentityError, IdentityResolver, default_plc_url
 from atdata.atmosphere._lexicon import record_size, to_record_json, validate_record
 from atdata.atmosphere._retry import Fault, GaveUp, RetryPolicy
@@ -576,8 +577,21 @@ class AtmosphereClient:
             atproto = _import_sdk()
             from atproto_client.request import Request
 
-            # A separate, anonymous client: our tokens never go to another server.
-            client = atproto.Client(base_url=pds, request=self._new_request(Request))
+            # A separate, anonymous client: our tokens never go to another server. The
+            # PDS comes from someone's DID document: unless it is one we configured, it
+            # must be a public host (opt in: ATDATA_ALLOW_PRIVATE_URLS), and connections
+            # to it are pinned to the checked address.
+            policy = ReadPolicy.make(trusted=self.own_pds_urls)
+            request = self._new_request(Request)
+            if not policy.is_trusted(pds):
+                policy.check(pds)
+                if not policy.allow_private and self._transport is None:
+                    request = Request(
+                        timeout=self._timeout,
+                        trust_env=False,
+                        transport=checked_transport(policy),
+                    )
+            client = atproto.Client(base_url=pds, request=request)
             self._foreign[pds] = client
         return client
 
