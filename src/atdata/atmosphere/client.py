@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from atdata._urls import ReadPolicy, checked_transport
+from atdata._urls import ReadPolicy, checked_http_client, checked_transport
 from atdata.atmosphere._identity import IdentityError, IdentityResolver, default_plc_url
 from atdata.atmosphere._lexicon import record_size, to_record_json, validate_record
 from atdata.atmosphere._retry import Fault, GaveUp, RetryPolicy
@@ -262,6 +262,7 @@ class AtmosphereClient:
         self._session_lock = threading.RLock()
         self._http = httpx.Client(timeout=timeout, follow_redirects=True, transport=transport)
         self._resolver = IdentityResolver(self.plc_url, http=self._http)
+        self._checked_http: httpx.Client | None = None  # for PDSes named by DID documents
         self._foreign: dict[str, SdkClient] = {}
         self._describe: dict[str, Any] | None = None
 
@@ -278,6 +279,8 @@ class AtmosphereClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
+        if self._checked_http is not None:
+            self._checked_http.close()
         for client in [self._sdk, *self._foreign.values()]:
             with contextlib.suppress(Exception):
                 client.request.close()
@@ -1031,9 +1034,21 @@ class AtmosphereClient:
                 shutil.copyfileobj(f, out)
         """
         BlobUrl(did, cid)  # syntax check
-        return open_blob(
-            self._http, self.resolve_pds(did), did, cid, verify=verify, policy=self._policy
-        )
+        pds = self.resolve_pds(did)
+        return open_blob(self._http_for(pds), pds, did, cid, verify=verify, policy=self._policy)
+
+    def _http_for(self, pds: str) -> httpx.Client:
+        """Our HTTP client for a PDS we configured; for one a DID document names, a pinned
+        client, after checking the PDS is a public host (opt in: ATDATA_ALLOW_PRIVATE_URLS)."""
+        policy = ReadPolicy.make(trusted=self.own_pds_urls)
+        if policy.is_trusted(pds):
+            return self._http
+        policy.check(pds)
+        if policy.allow_private or self._transport is not None:
+            return self._http
+        if self._checked_http is None:
+            self._checked_http = checked_http_client(policy, timeout=self._timeout)
+        return self._checked_http
 
     def get_blob(self, did: str, cid: str, *, verify: bool = True) -> bytes:
         """A whole blob in memory (CID-checked); prefer :meth:`get_blob_stream` for shards."""
