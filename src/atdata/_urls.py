@@ -49,6 +49,7 @@ __all__ = [
     "checked_transport",
     "credential_reason",
     "host_concern",
+    "is_aws_endpoint",
     "parse_ip",
     "private_urls_allowed",
     "public_s3_url",
@@ -131,7 +132,7 @@ def parse_ip(host: str) -> IPAddress | None:
     return address
 
 
-def address_kind(address: IPAddress) -> str | None:
+def _address_kind(address: IPAddress) -> str | None:
     """What kind of non-public address ``address`` is (``"a loopback address"``...), or None."""
     if address.is_loopback:
         return "a loopback address"
@@ -150,7 +151,7 @@ def _address_reason(host: str, addresses: Sequence[IPAddress]) -> str | None:
     """Why ``host`` (resolved to ``addresses``) is not public, or None."""
     literal = parse_ip(host) is not None
     for address in addresses:
-        kind = address_kind(address)
+        kind = _address_kind(address)
         if kind is not None:
             if literal:
                 return f"{address} is {kind}"
@@ -373,11 +374,12 @@ class ReadPolicy:
         """Whether ``url`` is on an origin the reader configured itself."""
         return _origin(url) in self.trusted
 
-    def check(self, url: str, *, resolve: bool = False) -> None:
+    def check(self, url: str) -> None:
         """Raise :class:`~atdata.errors.PrivateURLError` if this reader does not open ``url``.
 
-        Without ``resolve`` only the URL's form is checked (host names are
-        checked when connecting, see :func:`checked_http_client`).
+        Only the URL's form is checked here (scheme, literal addresses in any
+        spelling, local names); what a host name resolves to is checked when
+        connecting, see :func:`checked_http_client`.
         """
         scheme = urlsplit(url).scheme.lower()
         if scheme in ("s3", "at"):
@@ -386,7 +388,7 @@ class ReadPolicy:
             return
         if scheme in ("http", "https") and self.is_trusted(url):
             return
-        concern = url_concern(url, resolve=resolve)
+        concern = url_concern(url, resolve=False)
         if concern is not None:
             raise _refusal(url, concern.reason, opt_in=concern.kind != "scheme")
 
