@@ -124,11 +124,7 @@ def test_names_that_resolve_to_private_addresses(monkeypatch: pytest.MonkeyPatch
 
 
 def test_public_urls_publish_without_a_warning() -> None:
-    urls = [
-        "https://93.184.216.34/d-{000..009}.tar",
-        "s3://public-bucket/d.tar",
-        "at://did:plc:abc/blob/bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
-    ]
+    urls = ["https://93.184.216.34/d-{000..009}.tar", "s3://public-bucket/d.tar"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_publishable(urls)
@@ -145,6 +141,10 @@ def test_the_warning_names_each_url_and_why() -> None:
     assert "'http://10.0.0.1/a.tar': 10.0.0.1 is a private-network address" in text
     assert "ok.tar" not in text
     assert warning.filename == __file__  # points at the caller, not into atdata
+    blob = "at://did:plc:abc/blob/bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    with pytest.warns(PrivateURLWarning, match="not kept alive"):
+        check_publishable([blob])
+    ReadPolicy().check(blob)  # reading a blob by URL is fine
 
 
 SECRET_URLS = [

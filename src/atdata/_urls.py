@@ -217,6 +217,12 @@ def url_concern(url: str, *, resolve: bool = True, endpoint: str | None = None) 
     if _is_local(scheme):
         return Concern("local", "it is a local file path")
     if scheme == "at":
+        if "/blob/" in parts.path:
+            return Concern(
+                "scheme",
+                "a blob named by URL is not kept alive by this record, so its PDS may delete "
+                "it (store the shards with a PDSBlobStore instead)",
+            )
         return None
     if scheme == "s3":
         if endpoint is None:
