@@ -33,6 +33,7 @@ from atdata.atmosphere import (
     IdentityResolver,
     LexiconValidationError,
     NotAuthenticatedError,
+    PrivateURLError,
     RateLimitedError,
     RecordNotFoundError,
 )
@@ -348,7 +349,7 @@ def test_invalid_records_are_rejected_before_anything_is_sent(
 
 
 def test_reads_other_accounts_through_their_did(
-    pds_account_factory: Callable[[], dict[str, str]],
+    pds_account_factory: Callable[[], dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     alice, bob = pds_account_factory(), pds_account_factory()
     a = AtmosphereClient(alice["pds_url"], plc_url=alice["plc_url"])
@@ -372,7 +373,16 @@ def test_reads_other_accounts_through_their_did(
     names = {r["value"]["name"] for r in b.iter_records(RECORD, repo=alice["handle"])}
     assert names == {"alice-data", "with-blob"}
 
-    # An anonymous client whose own host is unreachable still finds alice's PDS via the PLC.
+    # An anonymous client whose own host is unreachable still finds alice's PDS via the PLC;
+    # that PDS is on loopback and was named by a DID document, so the reader opts in.
+    monkeypatch.delenv("ATDATA_ALLOW_PRIVATE_URLS", raising=False)
+    monkeypatch.delenv("ATDATA_PDS_URL", raising=False)
+    refusing = AtmosphereClient("http://127.0.0.1:9", plc_url=alice["plc_url"])
+    with pytest.raises(PrivateURLError, match="local host name"):
+        refusing.get_record(uri)
+    with pytest.raises(PrivateURLError, match="local host name"):
+        refusing.get_blob(alice["did"], cid)
+    monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_URLS", "1")
     stranger = AtmosphereClient("http://127.0.0.1:9", plc_url=alice["plc_url"])
     assert stranger.resolve_pds(alice["did"]) == alice["pds_url"]
     assert stranger.get_record(uri)["name"] == "alice-data"
@@ -386,7 +396,7 @@ def test_reads_other_accounts_through_their_did(
         stranger.resolve_pds("did:plc:aaaaaaaaaaaaaaaaaaaaaaaa")
 
 
-def test_did_web_documents_are_resolved(pds_server: Any) -> None:
+def test_did_web_documents_are_resolved(pds_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     docs: dict[str, Any] = {}
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -415,6 +425,11 @@ def test_did_web_documents_are_resolved(pds_server: Any) -> None:
             ],
         }
         resolver = IdentityResolver(plc_url=pds_server.env["PLC_URL"])
+        # a did:web host on loopback is read only by a reader who opts in
+        monkeypatch.delenv("ATDATA_ALLOW_PRIVATE_URLS", raising=False)
+        with pytest.raises(PrivateURLError, match="local host name"):
+            resolver.resolve_pds(did)
+        monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_URLS", "1")
         assert resolver.resolve_pds(did) == pds_server.url
         other = f"did:web:127.0.0.1%3A{server.server_address[1]}"
         with pytest.raises(IdentityError, match="different subject"):

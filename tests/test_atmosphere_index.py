@@ -21,6 +21,7 @@ from atdata.atmosphere import (
     InvalidRecordError,
     PDSBlobStore,
     PrivateURLError,
+    PrivateURLWarning,
     SchemaLoader,
 )
 from atdata.atmosphere.resolve import find_dataset, get_dataset_entry
@@ -154,7 +155,7 @@ def test_external_urls_are_checked_before_publishing(
     assert entry.storage_type == "external"
     assert entry.data_urls == [f"https://data.example.org/features-{i:06d}.tar" for i in range(5)]
 
-    refused = [
+    private = [
         atdata.Dataset[Feature](str(paths[0])),
         atdata.Dataset[Feature](f"file://{paths[0]}"),
         atdata.Dataset[Feature]("http://localhost:9000/bucket/d.tar"),
@@ -163,22 +164,31 @@ def test_external_urls_are_checked_before_publishing(
         atdata.Dataset[Feature]("http://[::1]/d.tar"),
         atdata.Dataset[Feature]("http://minio:9000/d.tar"),
         atdata.Dataset[Feature]("http://nas.local/d.tar"),
-        atdata.Dataset[Feature]("s3://private-bucket/d.tar"),
+        # forms the system resolver reads as private addresses
+        atdata.Dataset[Feature]("http://127.1/d.tar"),
+        atdata.Dataset[Feature]("http://0x7f.0.0.1/d.tar"),
+        atdata.Dataset[Feature]("http://2130706433/d.tar"),
+        atdata.Dataset[Feature]("http://localhost./d.tar"),
+        atdata.Dataset[Feature]("http://169.254.169.254./latest/d.tar"),
+        atdata.Dataset[Feature]("http://[::ffff:127.0.0.1]/d.tar"),
     ]
-    for ds in refused:
-        with pytest.raises(PrivateURLError, match="allow_private_urls=True"):
-            index.insert_dataset(ds, name="private", schema_ref=schema_uri)
+    strict = AtmosphereIndex(pds_client, require_public_urls=True)
+    for ds in private:
+        with pytest.raises(PrivateURLError, match="others likely cannot read"):
+            strict.insert_dataset(ds, name="private", schema_ref=schema_uri)
     assert [e.name for e in index.list_datasets()] == ["public"]
 
-    # said explicitly, a local path is published (and read back, checked)
-    local = index.insert_dataset(
-        atdata.Dataset[Feature](str(paths[0])),
-        name="local",
-        schema_ref=schema_uri,
-        allow_private_urls=True,
-    )
+    # by default a local path is published as a file:// URI, with a warning naming it
+    with pytest.warns(PrivateURLWarning, match="local file path"):
+        local = index.insert_dataset(
+            atdata.Dataset[Feature](str(paths[0])), name="local", schema_ref=schema_uri
+        )
     assert local.data_urls == [f"file://{paths[0].resolve()}"]
-    assert same(samples[:40], list(index.dataset_for(local).ordered()))
+    # a reader opens a record's local path only when told to
+    with pytest.raises(PrivateURLError, match="local file path"):
+        index.dataset_for(local)
+    allowed = index.dataset_for(local, allow_private_urls=True)
+    assert same(samples[:40], list(allowed.ordered()))
 
 
 def test_other_data_store_urls_and_checksums(
@@ -186,14 +196,16 @@ def test_other_data_store_urls_and_checksums(
 ) -> None:
     paths, samples = shards
     store = LocalDiskStore(tmp_path / "store")
-    index = AtmosphereIndex(pds_client, data_store=store)
+    index = AtmosphereIndex(pds_client, data_store=store, allow_private_urls=True)
     schema_uri = index.publish_schema(Feature)
     dataset = atdata.Dataset[Feature]([str(p) for p in paths])
     with pytest.raises(PrivateURLError):
-        index.insert_dataset(dataset, name="disk", schema_ref=schema_uri)
-    entry = AtmosphereIndex(pds_client, data_store=store, allow_private_urls=True).insert_dataset(
-        dataset, name="disk", schema_ref=schema_uri, prefix="promoted/disk"
-    )
+        index.insert_dataset(dataset, name="disk", schema_ref=schema_uri, require_public_urls=True)
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.tar"))
+    with pytest.warns(PrivateURLWarning):
+        entry = index.insert_dataset(
+            dataset, name="disk", schema_ref=schema_uri, prefix="promoted/disk"
+        )
     assert len(entry.data_urls) == 3 and all("promoted/disk" in u for u in entry.data_urls)
     digests = [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
     assert entry.record["storage"]["sha256"] == digests

@@ -47,6 +47,12 @@ def raw_of(stream: Any) -> VerifiedBlobStream:
     return raw
 
 
+@pytest.fixture(autouse=True)
+def _loopback_pds_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test PDS is on loopback: these readers opt in, as `atdata stack up` tells users to."""
+    monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_URLS", "1")
+
+
 def test_streams_byte_identical_and_verified(pds_client: AtmosphereClient, tmp_path: Path) -> None:
     data = os.urandom(8 * 1024 * 1024 + 123)
     path = tmp_path / "shard.tar"

@@ -456,8 +456,17 @@ def test_publish_refusals(cli: Cli, shards: Path, pds_account: dict[str, str]) -
     )  # no such schema in an empty index
     assert "Reading" in private.stderr
     LocalIndex(path=cli.home / "index.db").publish_schema(Reading, version="1.0.0")
-    local = cli.run("publish", "data/test-000.tar", "--name", "x", "--type", "Reading", code=1)
+    local = cli.run(
+        "publish", "data/test-000.tar", "--name", "x", "--type", "Reading", "--public-urls-only",
+        code=1,
+    )  # fmt: skip
     assert "local file path" in local.stderr and "--blobs" in local.stderr
+    signed = cli.run(
+        "publish", "https://reader:abc123@data.example.org/d.tar", "--name", "x",
+        "--type", "Reading", code=1,
+    )  # fmt: skip
+    assert "refusing to publish" in signed.stderr and "password" in signed.stderr
+    assert "abc123" not in signed.stderr
 
 
 def test_publish_needs_login(cli: Cli, indexed: LocalIndex) -> None:
@@ -476,7 +485,8 @@ def test_promote(
 ) -> None:
     _logged_in(cli, pds_account)
     handle = pds_account["handle"]
-    refused = cli.run("promote", "readings", code=1)  # local paths cannot go in a public record
+    # local paths cannot be read by others: refused when asked for public URLs only
+    refused = cli.run("promote", "readings", "--public-urls-only", code=1)
     assert "local file path" in refused.stderr and "--blobs" in refused.stderr
     blobs = cli.run(
         "promote", "@local/readings", "--blobs", "--name", "readings-blobs", "--tag", "t",
@@ -497,13 +507,21 @@ def test_promote(
         indexed.add_entry(
             served, name="served", schema_ref="atdata://local/sampleSchema/Reading@1.1.0"
         )
-        loopback = cli.run("promote", "served", code=1)
+        loopback = cli.run("promote", "served", "--public-urls-only", code=1)
         assert "loopback" in loopback.stderr
-        private = cli.json("promote", "served", "--allow-private-urls")
+        # by default the existing URLs are kept, with a warning naming them
+        kept = cli.run("promote", "served", "--json")
+        private = json.loads(kept.stdout)
         assert private["storage"] == "external" and private["data_urls"] == served
+        assert "warning: publishing URLs others likely cannot read" in kept.stderr
+        assert served[0] in kept.stderr and "--public-urls-only" in kept.stderr
         monkeypatch.setenv("ATDATA_PDS_URL", pds_account["pds_url"])
         monkeypatch.setenv("ATDATA_PLC_URL", pds_account["plc_url"])
-        assert len(atdata.load_dataset(f"@{handle}/served", split="train")) == 15
+        monkeypatch.delenv("ATDATA_ALLOW_PRIVATE_URLS", raising=False)
+        with pytest.raises(atdata.PrivateURLError):  # a reader opts in to loopback URLs
+            atdata.load_dataset(f"@{handle}/served", split="train")
+        ds = atdata.load_dataset(f"@{handle}/served", split="train", allow_private_urls=True)
+        assert len(ds) == 15
     rows = {r["name"]: r for r in cli.json("index", "list", f"@{handle}")}
     assert set(rows) == {"readings-blobs", "readings-s3", "served"}
     # one schema for all three: promotion reuses it

@@ -74,6 +74,7 @@ def page_env(
         "ATDATA_PLC_URL": pds_account["plc_url"],
         "ATDATA_HANDLE": pds_account["handle"],
         "ATDATA_APP_PASSWORD": pds_account["password"],
+        "ATDATA_ALLOW_PRIVATE_URLS": "1",  # printed by `atdata stack up`: all on loopback
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)

@@ -430,13 +430,23 @@ def test_external_urls_record(
 
     monkeypatch.setenv("ATDATA_PDS_URL", pds_account["pds_url"])
     monkeypatch.setenv("ATDATA_PLC_URL", pds_account["plc_url"])
+    monkeypatch.delenv("ATDATA_ALLOW_PRIVATE_URLS", raising=False)
     with serve_directory(twenty) as base:
-        index = AtmosphereIndex(pds_client, allow_private_urls=True)  # a loopback server
-        entry = index.insert_dataset(
-            atdata.Dataset[Row](f"{base}/test-{{000..004}}.tar"), name="served"
-        )
+        index = AtmosphereIndex(pds_client)
+        with pytest.warns(atdata.PrivateURLWarning, match="loopback"):
+            entry = index.insert_dataset(
+                atdata.Dataset[Row](f"{base}/test-{{000..004}}.tar"), name="served"
+            )
         assert entry.storage_type == "external"
-        ds = load_dataset(f"@{pds_account['handle']}/served", split="train")
+        ref = f"@{pds_account['handle']}/served"
+        # a record's loopback URLs are not opened by default...
+        with pytest.raises(atdata.PrivateURLError, match="loopback"):
+            load_dataset(ref, split="train")
+        # ...only when the reader opts in: the parameter, or the environment variable
+        ds = load_dataset(ref, split="train", allow_private_urls=True)
+        assert [s.label for s in ds] == list(range(15))
+        monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_URLS", "1")
+        ds = load_dataset(ref, split="train")
         assert [s.label for s in ds] == list(range(15))
 
 

@@ -12,9 +12,11 @@ from numpy.typing import NDArray
 import atdata
 from atdata.atmosphere import (
     AtmosphereIndex,
+    CredentialURLError,
     DatasetLoader,
     PDSBlobStore,
     PrivateURLError,
+    PrivateURLWarning,
     SchemaLoader,
 )
 from atdata.local import LocalIndex, S3DataStore
@@ -152,15 +154,21 @@ def test_seed_complete_example_runs_verbatim(
     )
     assert "minioadmin" not in code and "myhandle" not in code
     s3_client.create_bucket(Bucket="datasets-bucket")
-    # The team's S3 endpoint is on loopback: the user explicitly allows publishing it as is.
-    monkeypatch.setenv("ATDATA_ALLOW_PRIVATE_URLS", "1")
     monkeypatch.chdir(home)
     namespace: dict[str, Any] = {"__name__": "seed_promotion"}
     try:
-        exec(compile(code, "promotion-workflow.md", "exec", dont_inherit=True), namespace)
+        # The seed's default keeps the existing URLs; the team's endpoint is on loopback,
+        # so the promotion warns, naming the URL and why, and publishes.
+        with pytest.warns(PrivateURLWarning) as caught:
+            exec(compile(code, "promotion-workflow.md", "exec", dont_inherit=True), namespace)
     finally:
         _empty_bucket(s3_client, "datasets-bucket")
         s3_client.delete_bucket(Bucket="datasets-bucket")
+    (warning,) = [w for w in caught if issubclass(w.category, PrivateURLWarning)]
+    text = str(warning.message)
+    assert "s3://datasets-bucket/features/" in text and "loopback" in text
+    assert s3_env["AWS_ENDPOINT_URL"] in text
+    assert warning.filename == "promotion-workflow.md"  # points at the user's call
 
     entry = namespace["entry"]
     assert entry.name == "feature-vectors-v1"
@@ -169,6 +177,8 @@ def test_seed_complete_example_runs_verbatim(
     assert all(u.startswith("s3://datasets-bucket/features/") for u in entry.data_urls)
     assert entry.description == "Feature vectors for classification"
     assert entry.tags == ["features", "embeddings"] and entry.license == "MIT"
+    # The endpoint is recorded, so others can read the bucket if it is public.
+    assert entry.record["storage"]["endpoint"] == s3_env["AWS_ENDPOINT_URL"]
 
 
 def schema_count(client: Any) -> int:
@@ -180,9 +190,9 @@ def test_second_promotion_reuses_the_schema_record(
 ) -> None:
     index, first = team_entry(home, s3_env, s3_bucket, "first")
     _, second = team_entry(home, s3_env, s3_bucket, "second", n=10)
-    uri1 = promote_to_atmosphere(first, index, pds_client, allow_private_urls=True)
+    uri1 = promote_to_atmosphere(first, index, pds_client)
     assert schema_count(pds_client) == 1
-    uri2 = promote_to_atmosphere(second, index, pds_client, allow_private_urls=True)
+    uri2 = promote_to_atmosphere(second, index, pds_client)
     assert schema_count(pds_client) == 1  # no second schema record
     loader = DatasetLoader(pds_client)
     assert loader.get(uri1)["schemaRef"] == loader.get(uri2)["schemaRef"]
@@ -192,13 +202,11 @@ def test_promoting_the_same_entry_twice_returns_the_same_record(
     home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: Any
 ) -> None:
     index, entry = team_entry(home, s3_env, s3_bucket, "twice")
-    uri1 = promote_to_atmosphere(entry, index, pds_client, allow_private_urls=True)
-    uri2 = promote_to_atmosphere(entry, index, pds_client, allow_private_urls=True)
+    uri1 = promote_to_atmosphere(entry, index, pds_client)
+    uri2 = promote_to_atmosphere(entry, index, pds_client)
     assert uri1 == uri2
     assert len(DatasetLoader(pds_client).list_all()) == 1
-    other = promote_to_atmosphere(
-        entry, index, pds_client, name="twice-v2", allow_private_urls=True
-    )
+    other = promote_to_atmosphere(entry, index, pds_client, name="twice-v2")
     assert other != uri1 and len(DatasetLoader(pds_client).list_all()) == 2
 
 
@@ -206,18 +214,14 @@ def test_metadata_carries_over_and_arguments_override(
     home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: Any
 ) -> None:
     index, entry = team_entry(home, s3_env, s3_bucket, "meta")
-    uri = promote_to_atmosphere(
-        entry, index, pds_client, tags=["a", "b"], license="MIT", allow_private_urls=True
-    )
+    uri = promote_to_atmosphere(entry, index, pds_client, tags=["a", "b"], license="MIT")
     got = AtmosphereIndex(pds_client).get_dataset(uri)
     assert got.description == "from the team"
     assert got.tags == ["a", "b"] and got.license == "MIT"
     assert got.metadata["owner"] == "vision"
     assert got.metadata[SOURCE_CID_KEY] == entry.cid
     assert [s.sha256 for s in got.shards] == [s.sha256 for s in entry.shards]
-    over = promote_to_atmosphere(
-        entry, index, pds_client, name="meta-2", description="public", allow_private_urls=True
-    )
+    over = promote_to_atmosphere(entry, index, pds_client, name="meta-2", description="public")
     assert AtmosphereIndex(pds_client).get_dataset(over).description == "public"
 
 
@@ -269,11 +273,15 @@ def test_copy_to_another_bucket(
         s3_client.delete_bucket(Bucket=public)
 
 
-def test_errors(home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: Any) -> None:
+def test_errors(
+    home: Path, s3_env: dict[str, str], s3_bucket: str, s3_client: Any, pds_client: Any
+) -> None:
     index, entry = team_entry(home, s3_env, s3_bucket, "errors")
-    with pytest.raises(PrivateURLError, match="data_store="):
-        promote_to_atmosphere(entry, index, pds_client)  # s3:// needs credentials to read
+    with pytest.raises(PrivateURLError, match="copy the shards") as raised:
+        promote_to_atmosphere(entry, index, pds_client, require_public_urls=True)
+    assert "loopback" in str(raised.value)
     assert DatasetLoader(pds_client).list_all() == []
+    assert SchemaLoader(pds_client).list_all() == []  # refused before anything was published
 
     empty = LocalIndex(path=home / "other.db")
     with pytest.raises(KeyError):
@@ -286,7 +294,41 @@ def test_errors(home: Path, s3_env: dict[str, str], s3_bucket: str, pds_client: 
         promote_to_atmosphere(NoURLs(), index, pds_client)
 
 
-def test_local_paths_allowed_explicitly_become_file_uris(home: Path, pds_client: Any) -> None:
+def test_public_urls_only_refuses_before_copying(
+    home: Path, s3_env: dict[str, str], s3_bucket: str, s3_client: Any, pds_client: Any
+) -> None:
+    index, entry = team_entry(home, s3_env, s3_bucket, "nocopy")
+    target = f"{s3_bucket}-target"
+    s3_client.create_bucket(Bucket=target)
+    try:
+        store = S3DataStore(credentials=creds(s3_env), bucket=target)  # on loopback
+        with pytest.raises(PrivateURLError, match="loopback"):
+            promote_to_atmosphere(
+                entry, index, pds_client, data_store=store, require_public_urls=True
+            )
+        assert s3_client.list_objects_v2(Bucket=target).get("KeyCount", 0) == 0
+        assert DatasetLoader(pds_client).list_all() == []
+    finally:
+        _empty_bucket(s3_client, target)
+        s3_client.delete_bucket(Bucket=target)
+
+
+def test_a_url_with_a_credential_is_never_published(home: Path, pds_client: Any) -> None:
+    index = LocalIndex(path=home / "signed.db")
+    ref = index.publish_schema(Vec, version="1.0.0")
+    signed = (
+        "https://bucket.s3.amazonaws.com/d.tar?X-Amz-Algorithm=AWS4-HMAC-SHA256"
+        "&X-Amz-Credential=AKIDEXAMPLE%2F20260101&X-Amz-Signature=deadbeef"
+    )
+    entry = index.add_entry(signed, name="signed", schema_ref=ref)
+    for require in (False, True):
+        with pytest.raises(CredentialURLError) as raised:
+            promote_to_atmosphere(entry, index, pds_client, require_public_urls=require)
+        assert "deadbeef" not in str(raised.value) and "AKIDEXAMPLE" not in str(raised.value)
+    assert DatasetLoader(pds_client).list_all() == []
+
+
+def test_local_paths_are_published_as_file_uris_with_a_warning(home: Path, pds_client: Any) -> None:
     index = LocalIndex(path=home / "disk.db")  # the default LocalDiskStore: local paths
     index.publish_schema(Vec, version="1.0.0")
     ds = atdata.write_samples(
@@ -294,7 +336,8 @@ def test_local_paths_allowed_explicitly_become_file_uris(home: Path, pds_client:
     )
     entry = index.insert_dataset(ds, name="on-disk")
     with pytest.raises(PrivateURLError, match="local file path"):
-        promote_to_atmosphere(entry, index, pds_client)
-    uri = promote_to_atmosphere(entry, index, pds_client, allow_private_urls=True)
+        promote_to_atmosphere(entry, index, pds_client, require_public_urls=True)
+    with pytest.warns(PrivateURLWarning, match="local file path"):
+        uri = promote_to_atmosphere(entry, index, pds_client)
     urls = DatasetLoader(pds_client).get_urls(uri)
     assert urls == ["file://" + str(Path(u).resolve()) for u in entry.data_urls]

@@ -21,7 +21,10 @@ from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
 from atdata.errors import (
     AtdataError,
+    CredentialURLError,
     LensNotFoundError,
+    PrivateURLError,
+    PrivateURLWarning,
     SampleError,
     SchemaError,
     ShardError,
@@ -75,6 +78,7 @@ __all__ = [
     "AbstractIndex",
     "AtdataError",
     "BlobSource",
+    "CredentialURLError",
     "DataSource",
     "Dataset",
     "DatasetDict",
@@ -86,6 +90,8 @@ __all__ = [
     "LensNotFoundError",
     "Packable",
     "PackableSample",
+    "PrivateURLError",
+    "PrivateURLWarning",
     "S3Source",
     "SampleBatch",
     "SampleError",

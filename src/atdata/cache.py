@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from atdata.errors import ShardError, ShardUnavailableError
+from atdata.errors import PrivateURLError, ShardError, ShardUnavailableError
 from atdata.protocols import DataSource
 from atdata.sources import S3Source, redact_url
 
@@ -286,7 +286,7 @@ class ShardCache:
                 if tmp is not None and os.path.exists(tmp):
                     os.unlink(tmp)
         assert last is not None
-        if isinstance(last, KeyError):
+        if isinstance(last, KeyError | PrivateURLError):  # not a download failure: a refusal
             raise last
         shard = redact_url(shard_id)
         if isinstance(last, OSError) and last.errno in _DISK_FULL:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 __all__ = [
     "AtdataError",
+    "CredentialURLError",
     "LensNotFoundError",
+    "PrivateURLError",
+    "PrivateURLWarning",
     "SampleError",
     "SchemaError",
     "ShardError",
@@ -81,3 +84,29 @@ class SchemaError(AtdataError, ValueError):
 
 class LensNotFoundError(AtdataError, ValueError):
     """No chain of registered lenses leads from one sample type to another."""
+
+
+class PrivateURLError(AtdataError, ValueError):
+    """A URL names a place not opened or published by default: a local file, a
+    loopback, private or link-local host, or an unsupported scheme.
+
+    Raised when reading someone else's record (opt in with ``allow_private_urls=True``
+    or ``ATDATA_ALLOW_PRIVATE_URLS=1``) and when publishing with
+    ``require_public_urls=True``. ``url`` is the URL, without credentials.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class CredentialURLError(AtdataError, ValueError):
+    """A URL about to be published carries a credential (user-info, a signature or token)."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class PrivateURLWarning(UserWarning):
+    """Published URLs that others likely cannot read (each named, with the reason)."""

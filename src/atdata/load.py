@@ -310,33 +310,38 @@ def _from_files(path: str | None, data_files: DataFiles | None, sample_type: typ
 # --------------------------------------------------------------------------- indexes
 
 
-def _from_index(ref: str, sample_type: type | None, index: Any) -> DatasetDict:
+def _from_index(
+    ref: str, sample_type: type | None, index: Any, allow_private: bool | None
+) -> DatasetDict:
     authority, _, name = ref[1:].partition("/")
     if not authority or not name:
         raise ValueError(f"{ref!r} is not of the form @local/name, @handle/name or @did/name")
-    if authority == "local":
+    if authority == "local":  # the team's own index: its entries are trusted
         idx = index if index is not None else get_default_index()
-        entry = idx.get_dataset(name)
-    else:
-        from atdata.atmosphere.resolve import find_dataset
+        return _entry_splits(idx, idx.get_dataset(name), sample_type)
+    from atdata.atmosphere.resolve import find_dataset
 
-        idx, entry = find_dataset(authority, name, index=index)
-    return _entry_splits(idx, entry, sample_type)
+    idx, entry = find_dataset(authority, name, index=index)
+    return _entry_splits(idx, entry, sample_type, allow_private_urls=allow_private)
 
 
-def _entry_splits(idx: Any, entry: Any, sample_type: type | None) -> DatasetDict:
+def _entry_splits(idx: Any, entry: Any, sample_type: type | None, **options: Any) -> DatasetDict:
     if sample_type is None:
         sample_type = idx.decode_schema(entry.schema_ref)
     make = getattr(idx, "dataset_for", None)
-    ds = make(entry, sample_type) if make is not None else Dataset[sample_type](entry.data_urls)  # type: ignore[valid-type]
+    ds = (
+        make(entry, sample_type, **options)
+        if make is not None
+        else Dataset[sample_type](entry.data_urls)
+    )  # type: ignore[valid-type]
     return DatasetDict({"train": ds}, entry=entry)
 
 
-def _from_blobs(path: str, sample_type: type | None) -> DatasetDict:
+def _from_blobs(path: str, sample_type: type | None, allow_private: bool | None) -> DatasetDict:
     """Blob shard ids ``at://{did}/blob/{cid}`` (brace patterns allowed): one ``train`` split."""
     from atdata.atmosphere.blobs import BlobSource
 
-    source = BlobSource.from_urls(expand_urls(path))
+    source = BlobSource.from_urls(expand_urls(path), allow_private_urls=allow_private)
     return DatasetDict({"train": Dataset[sample_type or DictSample](source)})  # type: ignore[misc]
 
 
@@ -362,6 +367,7 @@ def load_dataset(
     data_files: DataFiles | None = None,
     index: Any = None,
     streaming: bool = False,
+    allow_private_urls: bool | None = None,
 ) -> Any:
     """Open a dataset: a :class:`Dataset` for ``split``, else a :class:`DatasetDict` of splits.
 
@@ -375,18 +381,24 @@ def load_dataset(
     ``streaming=True`` (the Hugging Face keyword) reads remote shards as streams
     while they are iterated, with no download step into the shard cache; local
     shards are read in place either way.
+
+    A published record is someone else's data: its shard URLs (and the PDS of its
+    blobs) must be public ``http(s)``, ``s3://`` or ``at://`` addresses, checked on
+    every connection and redirect, unless ``allow_private_urls=True`` (default: the
+    ``index``'s setting, else ``$ATDATA_ALLOW_PRIVATE_URLS``). Paths you type and
+    ``@local`` entries are yours and are not restricted.
     """
     path = os.fspath(path)
     wanted = _sample_type(sample_type, index)
     if path.startswith("@"):
-        splits = _from_index(path, wanted, index)
+        splits = _from_index(path, wanted, index, allow_private_urls)
     elif path.startswith("at://") and "/blob/" in path:
-        splits = _from_blobs(path, wanted)
+        splits = _from_blobs(path, wanted, allow_private_urls)
     elif path.startswith("at://"):
         from atdata.atmosphere.resolve import get_dataset_entry
 
         idx, entry = get_dataset_entry(path, index=index)
-        splits = _entry_splits(idx, entry, wanted)
+        splits = _entry_splits(idx, entry, wanted, allow_private_urls=allow_private_urls)
     else:
         splits = _from_files(path, data_files, wanted or DictSample)
     if streaming:

@@ -9,17 +9,20 @@ What happens, in order:
    there) and rebuilt as a type; the account's schema records are searched,
    every page, for the same ``{module}.{class}`` identity, version and fields.
    A match is reused; otherwise the schema is published once.
-2. Data: by default the entry's URLs are published as they are, with the
-   per-shard SHA-256 recorded when the index copied the data. URLs that only
-   the owner can read (local paths, loopback or private hosts, ``s3://``
-   buckets) are refused with :class:`~atdata.atmosphere.PrivateURLError`
-   pointing to ``data_store=``, unless ``allow_private_urls=True`` (or the
-   environment variable ``ATDATA_ALLOW_PRIVATE_URLS=1``, handy for a local
-   trial stack); local paths allowed this way are published as ``file://``
-   URIs. With ``data_store=`` (an ``S3DataStore``/``LocalDiskStore`` or a
-   ``PDSBlobStore``) every shard is copied byte for byte first, the SHA-256 of
-   each copy is compared with the one the index recorded, and the record
-   points at the copies.
+2. Data: by default the entry's URLs are published as they are (the seed's
+   "keep existing URLs"), with the per-shard SHA-256 recorded when the index
+   copied the data, and the S3 endpoint when the index's store is not AWS (so
+   others can read a public bucket there). URLs others likely cannot read
+   (local paths, published as ``file://`` URIs; loopback or private hosts and
+   endpoints) give a :class:`~atdata.errors.PrivateURLWarning` naming each
+   URL and why; with ``require_public_urls=True`` they raise
+   :class:`~atdata.errors.PrivateURLError` instead. A URL carrying a
+   credential (user-info, a presigned signature or token) is always refused
+   (:class:`~atdata.errors.CredentialURLError`). With ``data_store=`` (an
+   ``S3DataStore``/``LocalDiskStore`` or a ``PDSBlobStore``) every shard is
+   copied byte for byte first, the SHA-256 of each copy is compared with the
+   one the index recorded, and the record points at the copies. Every refusal
+   happens before anything is copied or published.
 3. Metadata carries over: the entry's metadata, with ``description``, ``tags``
    and ``license`` taken from it unless given as arguments.
 
@@ -31,10 +34,10 @@ published. A changed entry has another CID, so it is published as a new record.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
+from atdata._urls import check_publishable
 from atdata.atmosphere import (
     AtmosphereClient,
     AtmosphereIndexEntry,
@@ -42,7 +45,7 @@ from atdata.atmosphere import (
     PDSBlobStore,
     SchemaPublisher,
 )
-from atdata.atmosphere.index import check_public_urls, file_uri
+from atdata.atmosphere.index import file_uri, store_endpoint
 from atdata.atmosphere.records import DATASET_COLLECTION, iter_records
 from atdata.local.stores.base import DataStore
 from atdata.protocols import AbstractDataStore, IndexEntry
@@ -51,12 +54,6 @@ from atdata.schema import schema_to_type
 __all__ = ["SOURCE_CID_KEY", "promote_to_atmosphere"]
 
 SOURCE_CID_KEY = "atdata:sourceCid"
-
-
-def _allow_private(explicit: bool | None) -> bool:
-    if explicit is not None:
-        return explicit
-    return os.environ.get("ATDATA_ALLOW_PRIVATE_URLS", "").lower() in ("1", "true", "yes")
 
 
 def _already_promoted(client: AtmosphereClient, name: str, cid: str) -> str | None:
@@ -77,14 +74,17 @@ def promote_to_atmosphere(
     tags: Sequence[str] | None = None,
     license: str | None = None,
     data_store: AbstractDataStore | None = None,
-    allow_private_urls: bool | None = None,
+    require_public_urls: bool = False,
 ) -> str:
     """Publish ``entry`` of ``local_index`` as a dataset record in ``client``'s account.
 
     Returns the AT-URI of the dataset record. Raises ``KeyError`` when the
     entry's schema is not in the local index, ``ValueError`` when the entry has
-    no data URLs, and :class:`~atdata.atmosphere.PrivateURLError` (a
-    ``ValueError``) for URLs others could not read (see the module docs).
+    no data URLs, :class:`~atdata.errors.CredentialURLError` for a URL carrying
+    a credential and, with ``require_public_urls``,
+    :class:`~atdata.errors.PrivateURLError` (a ``ValueError``) for URLs others
+    likely cannot read; without it they are published with a
+    :class:`~atdata.errors.PrivateURLWarning` (see the module docs).
 
     >>> # at_uri = promote_to_atmosphere(entry, local_index, client, license="MIT")
     """
@@ -93,6 +93,22 @@ def promote_to_atmosphere(
         raise ValueError(f"entry {entry.name!r} has no data URLs to promote")
     target = name or entry.name
     cid = getattr(entry, "cid", None)
+    prefix = f"promoted/{target}"
+
+    # Every refusal before anything is copied or published.
+    planned: list[str] | None = None
+    endpoint: str | None = None
+    if data_store is None:
+        urls = [file_uri(u) for u in urls]  # a local path goes into a record as a file:// URI
+        planned = urls
+        endpoint = store_endpoint(getattr(local_index, "data_store", None), urls)
+    elif isinstance(data_store, DataStore):
+        planned = [file_uri(data_store.url_for(f"{prefix}/shard.tar"))]
+        endpoint = store_endpoint(data_store, planned)
+    if planned is not None:
+        check_publishable(
+            planned, endpoint=endpoint, require_public=require_public_urls, warn=False
+        )
 
     meta: dict[str, Any] = dict(entry.metadata or {})
     description = description if description is not None else meta.pop("description", None)
@@ -119,37 +135,36 @@ def promote_to_atmosphere(
         "tags": tags,
         "license": license,
         "metadata": meta or None,
+        "require_public_urls": require_public_urls,
     }
     if data_store is None:
-        if not _allow_private(allow_private_urls):
-            try:
-                check_public_urls(urls)
-            except ValueError as exc:
-                raise type(exc)(
-                    f"{exc}; or copy the shards to public storage with "
-                    "promote_to_atmosphere(..., data_store=S3DataStore(...) or PDSBlobStore(client))"
-                ) from None
-        urls = [file_uri(u) for u in urls]  # a local path goes into a record as a file:// URI
-        return str(publisher.publish_with_urls(urls, schema_uri, sha256=_digests(entry), **fields))
+        return str(
+            publisher.publish_with_urls(
+                urls, schema_uri, sha256=_digests(entry), endpoint=endpoint, **fields
+            )
+        )
 
     dataset = local_index.dataset_for(entry, sample_type)  # read with the index's credentials
     if isinstance(data_store, PDSBlobStore):
+        fields.pop("require_public_urls")
         stored = data_store.upload_shards(dataset)
         _check_copies(entry, [b.sha256 for b in stored])
         return str(publisher.publish_blobs(stored, schema_uri, **fields))
     if isinstance(data_store, DataStore):
-        copied = data_store.copy_shards(dataset, prefix=f"promoted/{target}")
+        copied = data_store.copy_shards(dataset, prefix=prefix)
         digests = [s.sha256 for s in copied]
         _check_copies(entry, digests)
+        copied_urls = [file_uri(s.url) for s in copied]
         return str(
             publisher.publish_with_urls(
-                [s.url for s in copied],
+                copied_urls,
                 schema_uri,
                 sha256=digests if all(digests) else None,
+                endpoint=store_endpoint(data_store, copied_urls),
                 **fields,
             )
         )
-    copied_urls = data_store.write_shards(dataset, prefix=f"promoted/{target}")
+    copied_urls = data_store.write_shards(dataset, prefix=prefix)
     return str(publisher.publish_with_urls(copied_urls, schema_uri, **fields))
 
 

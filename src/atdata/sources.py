@@ -13,6 +13,9 @@ from urllib.parse import urlsplit, urlunsplit
 from atdata._braces import MAX_SHARDS, count_shards, iter_shards, too_many
 from atdata.errors import ShardError, ShardListError, ShardUnavailableError
 
+from atdata._urls import ReadPolicy, checked_http_client, public_s3_url
+from atdata.errors import PrivateURLError
+
 __all__ = ["MAX_SHARDS", "S3Source", "URLSource", "expand_urls", "redact_url"]
 
 
@@ -51,22 +54,36 @@ def redact_url(url: str) -> str:
 class _HTTPStream(io.RawIOBase):
     """A readable stream over an HTTP GET response body."""
 
-    def __init__(self, url: str, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 60.0,
+        *,
+        policy: ReadPolicy | None = None,
+        shard_id: str | None = None,
+    ) -> None:
         import httpx
 
-        self._client = httpx.Client(timeout=timeout, follow_redirects=True)
+        shard = redact_url(shard_id or url)
+        if policy is None:
+            self._client = httpx.Client(timeout=timeout, follow_redirects=True)
+        else:
+            self._client = checked_http_client(policy, timeout=timeout)
         try:
             self._response = self._client.send(self._client.build_request("GET", url), stream=True)
         except httpx.HTTPError as exc:
             self._client.close()
-            raise ShardError(redact_url(url), f"cannot connect ({type(exc).__name__})") from None
+            raise ShardError(shard, f"cannot connect ({type(exc).__name__})") from None
+        except PrivateURLError as exc:  # a hop (the first or a redirect) the policy refuses
+            self._client.close()
+            raise PrivateURLError(f"{shard}: {exc}", url=shard) from None
         if self._response.status_code != 200:
             status = self._response.status_code
             self._response.close()
             self._client.close()
             if status in (401, 403, 404, 410):  # retrying cannot help
-                raise ShardUnavailableError(redact_url(url), f"HTTP {status}", status=status)
-            raise ShardError(redact_url(url), f"HTTP {status}")
+                raise ShardUnavailableError(shard, f"HTTP {status}", status=status)
+            raise ShardError(shard, f"HTTP {status}")
         self._chunks: Iterator[bytes] = self._response.iter_raw()
         self._pending = b""
 
@@ -99,15 +116,27 @@ class URLSource:
     ``s3://`` URLs are read with the standard AWS credential chain; use
     :class:`S3Source` to pass credentials or an endpoint explicitly.
 
+    ``policy`` (for URLs taken from someone else's record) refuses what it does
+    not allow, at construction and on every connection and redirect;
+    ``s3_endpoint`` reads ``s3://`` URLs anonymously over HTTP(S) from that
+    endpoint (a public bucket on a non-AWS store).
+
     >>> URLSource("data-{0..2}.tar").list_shards()
     ['data-0.tar', 'data-1.tar', 'data-2.tar']
     """
 
     url: str | Sequence[str]
+    policy: ReadPolicy | None = None
+    s3_endpoint: str | None = None
     _shards: list[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._shards = expand_urls(self.url)
+        if self.policy is not None:
+            if self.s3_endpoint is not None:
+                self.policy.check(self.s3_endpoint)
+            for shard in self._shards:
+                self.policy.check(shard)
 
     def list_shards(self) -> list[str]:
         """The shard URLs, brace patterns expanded, in order."""
@@ -128,14 +157,23 @@ class URLSource:
         """Open one shard for reading."""
         if shard_id not in self._shards:
             raise KeyError(f"{shard_id!r} is not a shard of this source")
-        return open_url(shard_id)
+        if self.s3_endpoint is not None and shard_id.startswith("s3://"):
+            http_url = public_s3_url(shard_id, self.s3_endpoint)
+            stream = _HTTPStream(http_url, policy=self.policy, shard_id=shard_id)
+            return io.BufferedReader(stream, buffer_size=1 << 20)
+        return open_url(shard_id, policy=self.policy)
 
 
-def open_url(url: str) -> IO[bytes]:
-    """Open a path or URL for reading (local, ``file://``, ``http(s)://``, ``s3://``)."""
+def open_url(url: str, *, policy: ReadPolicy | None = None) -> IO[bytes]:
+    """Open a path or URL for reading (local, ``file://``, ``http(s)://``, ``s3://``).
+
+    With ``policy``, URLs it does not allow raise :class:`~atdata.errors.PrivateURLError`.
+    """
+    if policy is not None:
+        policy.check(url)
     scheme = urlsplit(url).scheme
     if scheme in ("http", "https"):
-        return io.BufferedReader(_HTTPStream(url), buffer_size=1 << 20)
+        return io.BufferedReader(_HTTPStream(url, policy=policy), buffer_size=1 << 20)
     if scheme == "s3":
         bucket, key = _split_s3(url)
         return S3Source(bucket=bucket, keys=[key]).open_shard(url)

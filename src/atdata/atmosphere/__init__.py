@@ -43,11 +43,12 @@ from atdata.atmosphere.client import (
     RecordNotFoundError,
 )
 from atdata.atmosphere.datasets import DatasetLoader, DatasetPublisher
-from atdata.atmosphere.index import AtmosphereIndex, AtmosphereIndexEntry, PrivateURLError
+from atdata.atmosphere.index import AtmosphereIndex, AtmosphereIndexEntry
 from atdata.atmosphere.lens import CodeReference, LensLoader, LensPublisher
 from atdata.atmosphere.records import InvalidRecordError, Record
 from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher
 from atdata.atmosphere.uri import AtUri, BlobUrl, is_blob_url, make_tid
+from atdata.errors import CredentialURLError, PrivateURLError, PrivateURLWarning
 
 __all__ = [
     "AtUri",
@@ -63,6 +64,7 @@ __all__ = [
     "BlobTooLargeError",
     "BlobUrl",
     "CodeReference",
+    "CredentialURLError",
     "DatasetLoader",
     "DatasetPublisher",
     "IdentityError",
@@ -74,6 +76,7 @@ __all__ = [
     "NotAuthenticatedError",
     "PDSBlobStore",
     "PrivateURLError",
+    "PrivateURLWarning",
     "RateLimitedError",
     "Record",
     "RecordNotFoundError",

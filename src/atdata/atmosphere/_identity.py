@@ -3,7 +3,9 @@
 ``did:plc`` documents come from a PLC directory (``https://plc.directory`` unless
 told otherwise, e.g. a local one in tests); ``did:web`` documents from
 ``https://{host}/.well-known/did.json`` (plain ``http`` is used only for
-``localhost`` and loopback hosts, for local testing).
+``localhost`` and loopback hosts, for local testing). A did:web host must be a
+public one unless ``ATDATA_ALLOW_PRIVATE_URLS=1``: the DID may come from anyone's
+record.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import quote, unquote
 
 import httpx
 
+from atdata._urls import ReadPolicy, checked_http_client
 from atdata.atmosphere.uri import is_valid_did, is_valid_handle
 from atdata.errors import AtdataError
 
@@ -74,11 +77,14 @@ class IdentityResolver:
         self._timeout = timeout
         self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
+        self._checked_http: httpx.Client | None = None
 
     def close(self) -> None:
-        """Close the HTTP client if this resolver created it."""
+        """Close the HTTP clients this resolver created."""
         if self._own_http:
             self._http.close()
+        if self._checked_http is not None:
+            self._checked_http.close()
 
     def _cached(self, key: str) -> Any:
         with self._lock:
@@ -100,9 +106,18 @@ class IdentityResolver:
                 for prefix in ("doc:", "handle:"):
                     self._cache.pop(prefix + key, None)
 
-    def _get_json(self, url: str, what: str) -> dict[str, Any]:
+    def _web_http(self, policy: ReadPolicy) -> httpx.Client:
+        """The HTTP client for did:web hosts: ours when private hosts are allowed, else pinned."""
+        if policy.allow_private:
+            return self._http
+        with self._lock:
+            if self._checked_http is None:
+                self._checked_http = checked_http_client(policy, timeout=self._timeout)
+            return self._checked_http
+
+    def _get_json(self, url: str, what: str, *, http: httpx.Client | None = None) -> dict[str, Any]:
         try:
-            response = self._http.get(url, timeout=self._timeout)
+            response = (http or self._http).get(url, timeout=self._timeout)
         except httpx.HTTPError as exc:
             raise IdentityError(f"cannot fetch {what} from {url}: {type(exc).__name__}") from None
         if response.status_code != 200:
@@ -135,9 +150,12 @@ class IdentityResolver:
                 host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
             )
             scheme = "http" if hostname in _LOOPBACK_HOSTS else "https"
-            doc = self._get_json(
-                f"{scheme}://{host}/.well-known/did.json", f"the DID document of {did}"
-            )
+            url = f"{scheme}://{host}/.well-known/did.json"
+            # A did:web may come from anyone's record: its host must be public unless
+            # the reader opts in (ATDATA_ALLOW_PRIVATE_URLS), and is reached pinned.
+            policy = ReadPolicy.make()
+            policy.check(url)
+            doc = self._get_json(url, f"the DID document of {did}", http=self._web_http(policy))
         else:
             raise IdentityError(f"{did}: only did:plc and did:web are supported")
         self._store("doc:" + did, doc)

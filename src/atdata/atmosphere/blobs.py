@@ -22,10 +22,11 @@ from typing import IO, TYPE_CHECKING, Any
 import httpx
 import libipld
 
+from atdata._urls import ReadPolicy, checked_http_client
 from atdata.atmosphere._identity import IdentityResolver
 from atdata.atmosphere._retry import Fault, GaveUp, RetryPolicy
 from atdata.atmosphere.uri import BlobUrl
-from atdata.errors import ShardError
+from atdata.errors import PrivateURLError, ShardError
 
 if TYPE_CHECKING:
     from atdata.atmosphere.client import AtmosphereClient
@@ -241,6 +242,12 @@ class BlobSource:
     client's resolver and connection pool are used. Shards are streamed and verified
     against their CIDs (``verify=False`` skips that).
 
+    A DID document is someone else's data: the PDS it names must be a public host
+    unless it is one the reader configured (the client's PDS, ``$ATDATA_PDS_URL``)
+    or ``allow_private_urls`` (default ``$ATDATA_ALLOW_PRIVATE_URLS``); ``policy``
+    replaces both. Blobs from another PDS are read over pinned connections that
+    re-check every redirect hop.
+
     >>> source = BlobSource.from_refs([{"did": "did:plc:abc", "cid": "bafkrei..."}])  # doctest: +SKIP
     >>> with source.open_shard(source.list_shards()[0]) as f:  # doctest: +SKIP
     ...     header = f.read(512)
@@ -254,7 +261,13 @@ class BlobSource:
         plc_url: str | None = None,
         verify: bool = True,
         timeout: float = 60.0,
+        allow_private_urls: bool | None = None,
+        policy: ReadPolicy | None = None,
     ) -> None:
+        if policy is None:
+            trusted = [] if client is None else client.own_pds_urls
+            policy = ReadPolicy.make(allow_private_urls, trusted=trusted)
+        self.policy = policy
         self.blobs = [_blob_from_item(item, i) for i, item in enumerate(blobs)]
         self._ids = [str(b) for b in self.blobs]
         self._by_id = dict(zip(self._ids, self.blobs))
@@ -266,6 +279,7 @@ class BlobSource:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._http: httpx.Client | None = None
+        self._checked_http: httpx.Client | None = None
         self._resolver: IdentityResolver | None = None
 
     @classmethod
@@ -276,6 +290,7 @@ class BlobSource:
         client: AtmosphereClient | None = None,
         plc_url: str | None = None,
         verify: bool = True,
+        allow_private_urls: bool | None = None,
     ) -> BlobSource:
         """From ``{"did", "cid"}`` dicts (or blob refs ``{"ref": {"$link": cid}, ...}`` plus ``"did"``).
 
@@ -283,7 +298,13 @@ class BlobSource:
         ...     "cid": "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"}]).list_shards()
         ['at://did:plc:abc/blob/bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku']
         """
-        return cls(list(refs), client=client, plc_url=plc_url, verify=verify)
+        return cls(
+            list(refs),
+            client=client,
+            plc_url=plc_url,
+            verify=verify,
+            allow_private_urls=allow_private_urls,
+        )
 
     @classmethod
     def from_urls(
@@ -293,11 +314,18 @@ class BlobSource:
         client: AtmosphereClient | None = None,
         plc_url: str | None = None,
         verify: bool = True,
+        allow_private_urls: bool | None = None,
     ) -> BlobSource:
         """From ``at://{did}/blob/{cid}`` shard ids."""
         if isinstance(urls, str):
             urls = [urls]
-        return cls(list(urls), client=client, plc_url=plc_url, verify=verify)
+        return cls(
+            list(urls),
+            client=client,
+            plc_url=plc_url,
+            verify=verify,
+            allow_private_urls=allow_private_urls,
+        )
 
     def __repr__(self) -> str:
         return f"BlobSource({len(self.blobs)} blobs)"
@@ -322,6 +350,7 @@ class BlobSource:
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._http = None
+            self._checked_http = None
             self._resolver = None
             self._lock = threading.Lock()
 
@@ -363,14 +392,37 @@ class BlobSource:
             pds = self.pds_for(blob.did)
         except LookupError as exc:
             raise ShardError(shard_id, f"cannot find the PDS of {blob.did}: {exc}") from None
-        http, policy = self._session()
-        return open_blob(http, pds, blob.did, blob.cid, verify=self.verify, policy=policy)
+        http, retry = self._session()
+        if not self.policy.is_trusted(pds):
+            try:
+                self.policy.check(pds)
+            except PrivateURLError as exc:
+                raise PrivateURLError(
+                    f"{shard_id}: the DID document of {blob.did} names the PDS {pds}: {exc}",
+                    url=pds,
+                ) from None
+            if not self.policy.allow_private:
+                http = self._checked_session()
+        try:
+            return open_blob(http, pds, blob.did, blob.cid, verify=self.verify, policy=retry)
+        except PrivateURLError as exc:  # a redirect to a place the policy refuses
+            raise PrivateURLError(f"{shard_id}: {exc}", url=pds) from None
+
+    def _checked_session(self) -> httpx.Client:
+        """The pinned HTTP client for PDSes the reader did not configure itself."""
+        with self._lock:
+            if self._checked_http is None:
+                self._checked_http = checked_http_client(self.policy, timeout=self.timeout)
+            return self._checked_http
 
     def close(self) -> None:
         """Close the HTTP connections this source opened (not those of ``client``)."""
         if self._http is not None and self.client is None:
             self._http.close()
+        if self._checked_http is not None:
+            self._checked_http.close()
         self._http = None
+        self._checked_http = None
         self._resolver = None
 
     def __enter__(self) -> BlobSource:
@@ -387,7 +439,9 @@ class BlobSource:
             for did in {b.did for b in self.blobs}:
                 with contextlib.suppress(LookupError):
                     state["_pds"][did] = self.pds_for(did)
-        state.update(client=None, _http=None, _resolver=None, _lock=None, _pid=-1)
+        state.update(
+            client=None, _http=None, _checked_http=None, _resolver=None, _lock=None, _pid=-1
+        )
         state["_pds"] = dict(state["_pds"])
         return state
 

@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from atdata._urls import ReadPolicy, checked_http_client, checked_transport
 from atdata.atmosphere._identity import IdentityError, IdentityResolver, default_plc_url
 from atdata.atmosphere._lexicon import record_size, to_record_json, validate_record
 from atdata.atmosphere._retry import Fault, GaveUp, RetryPolicy
@@ -261,6 +262,7 @@ class AtmosphereClient:
         self._session_lock = threading.RLock()
         self._http = httpx.Client(timeout=timeout, follow_redirects=True, transport=transport)
         self._resolver = IdentityResolver(self.plc_url, http=self._http)
+        self._checked_http: httpx.Client | None = None  # for PDSes named by DID documents
         self._foreign: dict[str, SdkClient] = {}
         self._describe: dict[str, Any] | None = None
 
@@ -277,6 +279,8 @@ class AtmosphereClient:
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
+        if self._checked_http is not None:
+            self._checked_http.close()
         for client in [self._sdk, *self._foreign.values()]:
             with contextlib.suppress(Exception):
                 client.request.close()
@@ -305,6 +309,14 @@ class AtmosphereClient:
     def is_authenticated(self) -> bool:
         """True once logged in."""
         return self._session is not None
+
+    @property
+    def own_pds_urls(self) -> list[str]:
+        """The PDS URLs the user configured (``base_url``) or logged in to: trusted when reading."""
+        found = [self.base_url]
+        if self._session is not None:
+            found.append(self.pds_url)
+        return found
 
     @property
     def did(self) -> str:
@@ -583,8 +595,21 @@ class AtmosphereClient:
             atproto = _import_sdk()
             from atproto_client.request import Request
 
-            # A separate, anonymous client: our tokens never go to another server.
-            client = atproto.Client(base_url=pds, request=self._new_request(Request))
+            # A separate, anonymous client: our tokens never go to another server. The
+            # PDS comes from someone's DID document: unless it is one we configured, it
+            # must be a public host (opt in: ATDATA_ALLOW_PRIVATE_URLS), and connections
+            # to it are pinned to the checked address.
+            policy = ReadPolicy.make(trusted=self.own_pds_urls)
+            request = self._new_request(Request)
+            if not policy.is_trusted(pds):
+                policy.check(pds)
+                if not policy.allow_private and self._transport is None:
+                    request = Request(
+                        timeout=self._timeout,
+                        trust_env=False,
+                        transport=checked_transport(policy),
+                    )
+            client = atproto.Client(base_url=pds, request=request)
             self._foreign[pds] = client
         return client
 
@@ -1024,9 +1049,21 @@ class AtmosphereClient:
                 shutil.copyfileobj(f, out)
         """
         BlobUrl(did, cid)  # syntax check
-        return open_blob(
-            self._http, self.resolve_pds(did), did, cid, verify=verify, policy=self._policy
-        )
+        pds = self.resolve_pds(did)
+        return open_blob(self._http_for(pds), pds, did, cid, verify=verify, policy=self._policy)
+
+    def _http_for(self, pds: str) -> httpx.Client:
+        """Our HTTP client for a PDS we configured; for one a DID document names, a pinned
+        client, after checking the PDS is a public host (opt in: ATDATA_ALLOW_PRIVATE_URLS)."""
+        policy = ReadPolicy.make(trusted=self.own_pds_urls)
+        if policy.is_trusted(pds):
+            return self._http
+        policy.check(pds)
+        if policy.allow_private or self._transport is not None:
+            return self._http
+        if self._checked_http is None:
+            self._checked_http = checked_http_client(policy, timeout=self._timeout)
+        return self._checked_http
 
     def get_blob(self, did: str, cid: str, *, verify: bool = True) -> bytes:
         """A whole blob in memory (CID-checked); prefer :meth:`get_blob_stream` for shards."""
@@ -1034,7 +1071,11 @@ class AtmosphereClient:
             return stream.read()
 
     def blob_source(
-        self, blobs: Sequence[str | BlobUrl | Mapping[str, Any]], *, verify: bool = True
+        self,
+        blobs: Sequence[str | BlobUrl | Mapping[str, Any]],
+        *,
+        verify: bool = True,
+        allow_private_urls: bool | None = None,
     ) -> BlobSource:
         """A :class:`~atdata.atmosphere.blobs.BlobSource` over ``blobs`` that uses this client."""
-        return BlobSource(blobs, client=self, verify=verify)
+        return BlobSource(blobs, client=self, verify=verify, allow_private_urls=allow_private_urls)

@@ -30,8 +30,10 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgpack
 
+from atdata._urls import ReadPolicy, check_publishable, is_aws_endpoint
 from atdata.atmosphere._lexicon import to_record_json
 from atdata.atmosphere.blob_store import PDSBlobStore, StoredBlob
+from atdata.atmosphere.blobs import BlobSource
 from atdata.atmosphere.records import (
     DATASET_COLLECTION,
     InvalidRecordError,
@@ -41,12 +43,12 @@ from atdata.atmosphere.records import (
 )
 from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher
 from atdata.atmosphere.uri import AtUri, BlobUrl
-from atdata.dataset import Dataset, SourceLike, make_source
+from atdata.dataset import Dataset, SourceLike
 from atdata.dict_sample import DictSample
 from atdata.local.entry import ShardInfo
 from atdata.local.stores.base import VerifiedSource
 from atdata.sample import PackableSample
-from atdata.sources import expand_urls
+from atdata.sources import S3Source, URLSource, expand_urls
 from atdata.writer import write_samples
 
 if TYPE_CHECKING:
@@ -205,17 +207,26 @@ class DatasetPublisher:
         samples: int | None = None,
         splits: Sequence[Mapping[str, Any]] | None = None,
         rkey: str | None = None,
+        endpoint: str | None = None,
+        require_public_urls: bool = False,
     ) -> AtUri:
         """Publish a dataset whose shards stay at ``urls`` (every shard; brace patterns allowed).
 
         ``sha256`` lists the hex digest of each shard in brace-expanded order;
-        ``samples`` is the total number of samples, when known.
+        ``samples`` is the total number of samples, when known. ``endpoint`` is
+        the S3 endpoint of ``s3://`` URLs outside AWS, recorded so others can
+        read a public bucket. A URL carrying a credential raises
+        :class:`~atdata.errors.CredentialURLError`; URLs others likely cannot
+        read give a :class:`~atdata.errors.PrivateURLWarning`, or with
+        ``require_public_urls`` a :class:`~atdata.errors.PrivateURLError`.
         """
         return self.publish_urls_record(
             [urls] if isinstance(urls, str) else urls,
             schema_uri,
             sha256=sha256,
             rkey=rkey,
+            endpoint=endpoint,
+            require_public_urls=require_public_urls,
             name=name,
             description=description,
             tags=tags,
@@ -232,13 +243,24 @@ class DatasetPublisher:
         *,
         sha256: Sequence[str] | None = None,
         samples: int | None = None,
+        endpoint: str | None = None,
+        require_public_urls: bool = False,
         **fields: Any,
     ) -> dict[str, Any]:
         url_list = [urls] if isinstance(urls, str) else [str(u) for u in urls]
         if not url_list:
             raise ValueError("a dataset needs at least one shard URL")
+        if is_aws_endpoint(endpoint) or not any(u.startswith("s3://") for u in url_list):
+            endpoint = None  # AWS is every reader's default; other schemes need none
+        check_publishable(
+            url_list,
+            endpoint=endpoint,
+            require_public=require_public_urls,
+        )
         shards = expand_urls(url_list)
         storage: dict[str, Any] = {"$type": EXTERNAL_STORAGE, "urls": url_list}
+        if endpoint is not None:
+            storage["endpoint"] = endpoint.rstrip("/")
         if sha256 is not None:
             if len(sha256) != len(shards):
                 raise ValueError(
@@ -439,10 +461,19 @@ class DatasetPublisher:
         *,
         sha256: Sequence[str] | None = None,
         rkey: str | None = None,
+        endpoint: str | None = None,
+        require_public_urls: bool = False,
         **fields: Any,
     ) -> Record:
         """:meth:`publish_with_urls`, returning the record written (with its URI and CID)."""
-        record = self._external_record(urls, self._pin_schema(schema_uri), sha256=sha256, **fields)
+        record = self._external_record(
+            urls,
+            self._pin_schema(schema_uri),
+            sha256=sha256,
+            endpoint=endpoint,
+            require_public_urls=require_public_urls,
+            **fields,
+        )
         return self._create(record, rkey)
 
 
@@ -482,6 +513,10 @@ class DatasetLoader(RecordLoader):
 
     collection = DATASET_COLLECTION
 
+    def __init__(self, client: AtmosphereClient, *, allow_private_urls: bool | None = None) -> None:
+        super().__init__(client)
+        self.allow_private_urls = allow_private_urls
+
     def get_storage_type(self, uri: str | AtUri) -> StorageType:
         """``"external"`` (URLs) or ``"blobs"`` (PDS blobs)."""
         record = self.get(uri)
@@ -520,29 +555,67 @@ class DatasetLoader(RecordLoader):
         """A :class:`~atdata.Dataset` over every shard (blobs streamed and CID-checked).
 
         ``sample_type`` defaults to the type decoded from the record's schema;
-        ``options`` go to :class:`~atdata.Dataset`.
+        ``options`` go to :class:`~atdata.Dataset`. The record's URLs must name
+        public hosts unless ``allow_private_urls`` (given to the loader, or
+        ``$ATDATA_ALLOW_PRIVATE_URLS``).
         """
         record = self.get(uri)
-        return open_record(self.client, record, sample_type, **options)
+        return open_record(
+            self.client,
+            record,
+            sample_type,
+            allow_private_urls=self.allow_private_urls,
+            **options,
+        )
+
+
+def _own_s3_endpoint() -> str | None:
+    """The S3 endpoint this reader configured (``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT``)."""
+    found = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
+    return found.rstrip("/").lower() if found else None
+
+
+def _external_source(record: Record, urls: list[str], policy: ReadPolicy) -> Any:
+    """The source over a record's external URLs, under the reader's ``policy``.
+
+    ``s3://`` URLs are read with the reader's own S3 settings; when the record
+    names another endpoint, anonymously over HTTP from that (checked) endpoint.
+    """
+    endpoint = record["storage"].get("endpoint")
+    if isinstance(endpoint, str) and endpoint.rstrip("/").lower() != _own_s3_endpoint():
+        return URLSource(urls, policy=policy, s3_endpoint=endpoint)
+    if all(u.startswith("s3://") for u in urls):
+        return S3Source.from_urls(urls)
+    return URLSource(urls, policy=policy)
 
 
 def open_record(
-    client: AtmosphereClient, record: Record, sample_type: type | None = None, **options: Any
+    client: AtmosphereClient,
+    record: Record,
+    sample_type: type | None = None,
+    *,
+    allow_private_urls: bool | None = None,
+    **options: Any,
 ) -> Dataset[Any]:
     """A typed :class:`~atdata.Dataset` over every shard of a checked dataset record.
 
     External shards with recorded SHA-256 are verified as they are read; blobs
-    are verified against their CIDs.
+    are verified against their CIDs. The record's URLs, and the PDS of its
+    blobs, must name public hosts unless ``allow_private_urls`` (default:
+    ``$ATDATA_ALLOW_PRIVATE_URLS``); the client's own PDS is trusted.
     """
     if sample_type is None:
         sample_type = SchemaLoader(client).decode(record["schemaRef"])
+    policy = ReadPolicy.make(allow_private_urls, trusted=client.own_pds_urls)
     source: Any
     if storage_type(record, record.uri) == "blobs":
         did = AtUri.parse(record.uri).authority
-        source = client.blob_source(blob_shard_urls(record, client.resolve_did(did)))
+        source = BlobSource(
+            blob_shard_urls(record, client.resolve_did(did)), client=client, policy=policy
+        )
     else:
         urls = expand_urls(record["storage"]["urls"])
-        source = make_source(urls)
+        source = _external_source(record, urls, policy)
         digests = record["storage"].get("sha256")
         if digests and len(digests) == len(urls):
             source = VerifiedSource(

@@ -3,9 +3,15 @@
 Schemas and datasets are records in the client's repository. With a
 :class:`PDSBlobStore` as ``data_store``, ``insert_dataset`` uploads the shards as
 blobs (every blob first, then one record that references them all); without one,
-it publishes the dataset's own shard URLs, after refusing those nobody else
-could read (local paths, loopback or private addresses, ``s3://`` buckets that
-need credentials) unless ``allow_private_urls=True``.
+it publishes the dataset's own shard URLs (or those of its copies in an S3 or disk
+store). URLs carrying a credential are refused; URLs others likely cannot read
+(local paths, loopback or private hosts) are published with a
+:class:`~atdata.errors.PrivateURLWarning`, or refused with
+``require_public_urls=True``, before anything is copied.
+
+Reading follows the reader's URL policy (see ``docs/reference/security.md``):
+a record's URLs must name public hosts unless ``allow_private_urls=True`` or
+``ATDATA_ALLOW_PRIVATE_URLS=1``.
 
     >>> # index = AtmosphereIndex(client, data_store=PDSBlobStore(client))
     >>> # schema_uri = index.publish_schema(FeatureSample, version="1.0.0")
@@ -15,13 +21,12 @@ need credentials) unless ``allow_private_urls=True``.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from atdata._urls import check_publishable, is_aws_endpoint, private_urls_allowed
 from atdata.atmosphere.blob_store import PDSBlobStore
 from atdata.atmosphere.datasets import (
     DatasetLoader,
@@ -38,49 +43,18 @@ from atdata.atmosphere.records import (
     newest,
 )
 from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher, record_to_type
-from atdata.atmosphere.uri import AtUri, is_blob_url
+from atdata.atmosphere.uri import AtUri
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
 from atdata.local.entry import ShardInfo
 from atdata.local.stores.base import DataStore
 from atdata.protocols import AbstractDataStore
-from atdata.sources import expand_urls, local_path, redact_url
+from atdata.sources import expand_urls, local_path
 
 if TYPE_CHECKING:
     from atdata.atmosphere.client import AtmosphereClient
 
-__all__ = ["AtmosphereIndex", "AtmosphereIndexEntry", "PrivateURLError", "check_public_urls"]
-
-_PRIVATE_HOST_SUFFIXES = (".local", ".localhost", ".internal", ".lan", ".home.arpa")
-
-
-class PrivateURLError(ValueError):
-    """A shard URL that only the publisher can read was about to go into a public record."""
-
-
-def _private_reason(url: str) -> str | None:
-    """Why ``url`` cannot be read by others, or None if it looks public."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if not scheme or len(scheme) == 1 or scheme == "file":
-        return "it is a local file path"
-    if scheme == "at" and is_blob_url(url):
-        return "a blob of another record is not kept alive by an external URL (use PDSBlobStore)"
-    if scheme in ("s3", "minio", "gs", "gcs", "az", "abfs"):
-        return f"{scheme}:// buckets need credentials to read (publish an https:// URL instead)"
-    host = (parts.hostname or "").lower()
-    if not host:
-        return "it names no host"
-    if host == "localhost" or host.endswith(_PRIVATE_HOST_SUFFIXES) or "." not in host:
-        if ":" not in host:  # IPv6 literals have no dots
-            return f"{host!r} is a local or intranet host name"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if not address.is_global:
-        return f"{host} is a loopback, private or link-local address"
-    return None
+__all__ = ["AtmosphereIndex", "AtmosphereIndexEntry", "store_endpoint"]
 
 
 def file_uri(url: str) -> str:
@@ -91,22 +65,15 @@ def file_uri(url: str) -> str:
     return "file://" + str(path.resolve())
 
 
-def check_public_urls(urls: Sequence[str]) -> None:
-    """Raise :class:`PrivateURLError` naming the first URL others could not read.
-
-    >>> check_public_urls(["https://data.example.org/d-{000..009}.tar"])
-    >>> check_public_urls(["/home/me/d.tar"])
-    Traceback (most recent call last):
-    ...
-    atdata.atmosphere.index.PrivateURLError: refusing to publish '/home/me/d.tar': it is a local file path; pass allow_private_urls=True to publish it anyway
-    """
-    for url in urls:
-        reason = _private_reason(url)
-        if reason is not None:
-            raise PrivateURLError(
-                f"refusing to publish {redact_url(url)!r}: {reason}; "
-                "pass allow_private_urls=True to publish it anyway"
-            )
+def store_endpoint(store: Any, urls: Sequence[str]) -> str | None:
+    """The S3 endpoint a record must carry for ``urls`` of ``store`` (None for AWS or non-S3)."""
+    endpoint = getattr(store, "endpoint", None)
+    if not isinstance(endpoint, str) or is_aws_endpoint(endpoint):
+        return None
+    owns = getattr(store, "owns", None)
+    if not any(u.startswith("s3://") and (owns is None or owns(u)) for u in urls):
+        return None
+    return endpoint
 
 
 @dataclass(frozen=True)
@@ -208,9 +175,13 @@ class AtmosphereIndex:
 
     ``data_store``: a :class:`PDSBlobStore` stores shards as blobs; another
     :class:`~atdata.AbstractDataStore` (S3, disk) copies them there and publishes
-    its URLs; None publishes the dataset's own URLs. Either way, URLs that others
-    could not read are refused unless ``allow_private_urls`` is set here or on the
-    call. Reading (``get_*``, ``list_*`` with ``repo=``) works for any account.
+    its URLs; None publishes the dataset's own URLs. URLs others likely cannot
+    read are published with a :class:`~atdata.errors.PrivateURLWarning`, or
+    refused before anything is copied when ``require_public_urls`` is set here
+    or on the call. Reading (``get_*``, ``list_*`` with ``repo=``,
+    ``dataset_for``) works for any account; a record's shard URLs must name
+    public hosts unless ``allow_private_urls`` (default:
+    ``$ATDATA_ALLOW_PRIVATE_URLS``).
 
     Example::
 
@@ -225,11 +196,13 @@ class AtmosphereIndex:
         client: AtmosphereClient,
         *,
         data_store: AbstractDataStore | None = None,
-        allow_private_urls: bool = False,
+        allow_private_urls: bool | None = None,
+        require_public_urls: bool = False,
     ) -> None:
         self.client = client
         self._data_store = data_store
-        self.allow_private_urls = allow_private_urls
+        self.allow_private_urls = private_urls_allowed(allow_private_urls)
+        self.require_public_urls = require_public_urls
         self._schemas = SchemaLoader(client)
         self._datasets = DatasetLoader(client)
         self._publisher = DatasetPublisher(
@@ -303,19 +276,16 @@ class AtmosphereIndex:
         license: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         prefix: str | None = None,
-        allow_private_urls: bool | None = None,
+        require_public_urls: bool | None = None,
     ) -> AtmosphereIndexEntry:
         """Publish ``dataset`` (every shard) as a dataset record; return its entry.
 
         Without ``schema_ref`` the dataset's sample type is published (or our
         identical schema reused). ``prefix`` is the folder for a non-blob data store.
+        URLs with credentials, and with ``require_public_urls`` URLs others likely
+        cannot read, are refused before anything is copied or published.
         """
-        if schema_ref is None:
-            sample_type = getattr(dataset, "sample_type", DictSample)
-            if sample_type is DictSample:
-                raise ValueError("pass schema_ref=..., or a typed Dataset[T] to publish its schema")
-            schema_ref = self.publish_schema(sample_type)
-        schema = self._published.get(str(schema_ref), schema_ref)
+        require = self.require_public_urls if require_public_urls is None else require_public_urls
         fields: dict[str, Any] = {
             "name": name,
             "description": description,
@@ -323,17 +293,47 @@ class AtmosphereIndex:
             "license": license,
             "metadata": metadata,
         }
-        if isinstance(self._data_store, PDSBlobStore):
+        store = self._data_store
+        folder = prefix or name
+        if not isinstance(store, PDSBlobStore):
+            # Every refusal comes before the first byte is copied.
+            planned = self._planned_urls(dataset, folder)
+            if planned is not None:
+                check_publishable(
+                    planned,
+                    endpoint=store_endpoint(store, planned),
+                    require_public=require,
+                    warn=False,
+                )
+        if schema_ref is None:
+            sample_type = getattr(dataset, "sample_type", DictSample)
+            if sample_type is DictSample:
+                raise ValueError("pass schema_ref=..., or a typed Dataset[T] to publish its schema")
+            schema_ref = self.publish_schema(sample_type)
+        schema = self._published.get(str(schema_ref), schema_ref)
+        if isinstance(store, PDSBlobStore):
             record = self._publisher.publish_record(dataset, schema_uri=schema, **fields)
         else:
-            allow = self.allow_private_urls if allow_private_urls is None else allow_private_urls
-            urls, digests = self._store_urls(dataset, prefix or name)
-            if allow:
-                urls = [file_uri(u) for u in urls]
-            else:
-                check_public_urls(urls)
-            record = self._publisher.publish_urls_record(urls, schema, sha256=digests, **fields)
+            urls, digests = self._store_urls(dataset, folder)
+            urls = [file_uri(u) for u in urls]  # a local path goes into a record as file://
+            record = self._publisher.publish_urls_record(
+                urls,
+                schema,
+                sha256=digests,
+                endpoint=store_endpoint(store, urls),
+                require_public_urls=require,
+                **fields,
+            )
         return AtmosphereIndexEntry.from_record(record)
+
+    def _planned_urls(self, dataset: Dataset[Any], prefix: str) -> list[str] | None:
+        """The URLs a record will hold, known before copying (None: a store that cannot say)."""
+        store = self._data_store
+        if store is None:
+            return [file_uri(u) for u in dataset.list_shards()]
+        if isinstance(store, DataStore):
+            return [file_uri(store.url_for(f"{prefix.strip('/')}/shard.tar"))]
+        return None
 
     def _store_urls(self, dataset: Dataset[Any], prefix: str) -> tuple[list[str], list[str] | None]:
         """The shard URLs to publish (copied to the data store, if any) and their SHA-256."""
@@ -379,6 +379,8 @@ class AtmosphereIndex:
         self,
         ref: str | AtUri | AtmosphereIndexEntry,
         sample_type: type | None = None,
+        *,
+        allow_private_urls: bool | None = None,
         **options: Any,
     ) -> Dataset[Any]:
         """Open a dataset (entry, AT-URI or our dataset's name) as a typed ``Dataset``.
@@ -387,9 +389,12 @@ class AtmosphereIndex:
         with recorded SHA-256 are checked as they are read. The type is decoded
         from the schema record unless ``sample_type`` is given; ``options`` go
         to :class:`~atdata.Dataset` (``cache``, ``prefetch``, ``on_error``).
+        The record's URLs must name public hosts unless ``allow_private_urls``
+        (default: this index's setting).
         """
         entry = ref if isinstance(ref, AtmosphereIndexEntry) else self.get_dataset(ref)
         record = Record(entry.record, uri=entry.uri, cid=entry.cid)
         if sample_type is None:
             sample_type = self.decode_schema(entry.schema_ref)
-        return open_record(self.client, record, sample_type, **options)
+        allow = self.allow_private_urls if allow_private_urls is None else allow_private_urls
+        return open_record(self.client, record, sample_type, allow_private_urls=allow, **options)

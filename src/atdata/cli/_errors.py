@@ -31,8 +31,12 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
         hint = "check the handle or DID, and ATDATA_PLC_URL for a local PDS"
     elif name == "RecordNotFoundError":
         hint = "check the at:// URI; `atdata index list @HANDLE` lists an account's datasets"
+    elif name == "PrivateURLError" and "refusing to read" in message:
+        hint = "if you trust whoever published it, set ATDATA_ALLOW_PRIVATE_URLS=1"
     elif name == "PrivateURLError":
-        hint = "add --blobs (shards into your PDS), --copy-to BUCKET, or --allow-private-urls"
+        hint = "copy the shards with --blobs (or --copy-to BUCKET for promote), or drop --public-urls-only"
+    elif name == "CredentialURLError":
+        hint = "publish the plain URL (no password, signature or token in it)"
     elif name in ("EntryExistsError",):
         hint = "choose another --name"
     elif name in ("IndexBackendError",):

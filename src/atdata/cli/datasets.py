@@ -160,13 +160,30 @@ def shard_size(ds: Any, shard: str, entry: Any = None) -> int | None:
     if shard.startswith(("http://", "https://")):
         import httpx
 
+        from atdata._urls import checked_http_client
+        from atdata.errors import PrivateURLError
+
+        policy = _url_policy(ds.source)  # a record's URLs: the reader's URL policy
+        http = (
+            httpx.Client(timeout=10, follow_redirects=True)
+            if policy is None
+            else checked_http_client(policy, timeout=10)
+        )
         try:
-            response = httpx.head(shard, follow_redirects=True, timeout=10)
+            with http:
+                response = http.head(shard)
             length = response.headers.get("content-length")
             return int(length) if response.status_code == 200 and length else None
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, PrivateURLError):
             return None
     return None
+
+
+def _url_policy(source: Any) -> Any:
+    """The read policy of a record's URL source (through wrappers), or None for yours."""
+    while source is not None and getattr(source, "policy", None) is None:
+        source = getattr(source, "inner", None)
+    return None if source is None else source.policy
 
 
 def _shown(shard: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from atdata.cli._common import (
     JsonOpt,
     default_index,
     emit,
+    err,
     load_client,
     out,
     progress,
@@ -30,6 +32,14 @@ BlobsOpt = Annotated[
     bool,
     typer.Option(
         "--blobs", help="Upload the shards as blobs to your PDS (default: publish their URLs)."
+    ),
+]
+PublicUrlsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--public-urls-only",
+        help="Refuse URLs others likely cannot read (local paths, private hosts) instead of "
+        "publishing them with a warning.",
     ),
 ]
 
@@ -54,6 +64,27 @@ def _count_uploads(client: Any, bar: Any) -> Iterator[None]:
 @contextlib.contextmanager
 def _no_count(client: Any, bar: Any) -> Iterator[None]:
     yield
+
+
+@contextlib.contextmanager
+def _url_warnings() -> Iterator[None]:
+    """Show each ``PrivateURLWarning`` as a ``warning:`` line with what to do about it."""
+    from atdata.errors import PrivateURLWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PrivateURLWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, PrivateURLWarning):
+                    err.print(f"warning: {w.message}")
+                    err.print(
+                        "  hint: --blobs (or --copy-to BUCKET for promote) copies the shards "
+                        "where others can read them; --public-urls-only refuses instead"
+                    )
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _total_bytes(ds: Any) -> int | None:
@@ -111,12 +142,7 @@ def publish(
     description: DescriptionOpt = None,
     tag: TagOpt = None,
     license: LicenseOpt = None,
-    allow_private_urls: Annotated[
-        bool,
-        typer.Option(
-            "--allow-private-urls", help="Publish URLs others cannot read (local paths, s3://)."
-        ),
-    ] = False,
+    public_urls_only: PublicUrlsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Publish a dataset to the logged-in account: its schema, then a dataset record."""
@@ -143,10 +169,14 @@ def publish(
     client = load_client()
     try:
         store = PDSBlobStore(client) if blobs else None
-        index = AtmosphereIndex(client, data_store=store, allow_private_urls=allow_private_urls)
+        index = AtmosphereIndex(client, data_store=store, require_public_urls=public_urls_only)
         schema_uri = index.publish_schema(ds.sample_type, version=schema_version)
         total = _total_bytes(ds) if blobs else None
-        with progress(f"uploading {name}", total, unit="bytes") as bar, _count_uploads(client, bar):
+        with (
+            _url_warnings(),
+            progress(f"uploading {name}", total, unit="bytes") as bar,
+            _count_uploads(client, bar),
+        ):
             entry = index.insert_dataset(
                 ds,
                 name=name,
@@ -204,14 +234,7 @@ def promote(
     description: DescriptionOpt = None,
     tag: TagOpt = None,
     license: LicenseOpt = None,
-    allow_private_urls: Annotated[
-        bool | None,
-        typer.Option(
-            "--allow-private-urls/--public-urls-only",
-            help="Publish URLs others cannot read as they are (default: ATDATA_ALLOW_PRIVATE_URLS).",
-            show_default=False,
-        ),
-    ] = None,
+    public_urls_only: PublicUrlsOpt = False,
     json_output: JsonOpt = False,
 ) -> None:
     """Promote a dataset of the local index to the logged-in account (schema deduplicated)."""
@@ -236,7 +259,11 @@ def promote(
         sizes = [s.size for s in entry.shards]
         total = sum(sizes) if sizes and None not in sizes else None
         counting = _count_uploads if blobs else _no_count
-        with progress(f"promoting {entry.name}", total, unit="bytes") as bar, counting(client, bar):
+        with (
+            _url_warnings(),
+            progress(f"promoting {entry.name}", total, unit="bytes") as bar,
+            counting(client, bar),
+        ):
             uri = promote_to_atmosphere(
                 entry,
                 _CountingIndex(local_index, bar) if copy_to else local_index,
@@ -246,7 +273,7 @@ def promote(
                 description=description,
                 tags=tag or None,
                 license=license,
-                allow_private_urls=allow_private_urls,
+                require_public_urls=public_urls_only,
             )
         published = AtmosphereIndex(client).get_dataset(str(uri))
         result = _result(client, published)

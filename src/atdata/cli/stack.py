@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 
+from atdata._urls import ALLOW_PRIVATE_ENV
 from atdata.cli._common import CliError, JsonOpt, atdata_home, emit, err, out, write_private
 
 __all__ = ["app", "stack_status"]
@@ -219,6 +220,10 @@ def stack_env(state: dict[str, Any]) -> dict[str, str]:
     env: dict[str, str] = {}
     for service in (state.get("services") or {}).values():
         env.update(service.get("env") or {})
+    if env:
+        # Everything the trial stack serves is on loopback: records published there
+        # point at it, so readers of this machine opt in to private addresses.
+        env[ALLOW_PRIVATE_ENV] = "1"
     return env
 
 
