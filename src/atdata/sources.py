@@ -192,6 +192,15 @@ class S3Source:
             region=credentials.get("AWS_REGION"),
         )
 
+    def __repr__(self) -> str:
+        # never the secret key (nor credentials an endpoint URL might carry)
+        endpoint = redact_url(self.endpoint) if self.endpoint else None
+        keys = self.keys if len(self.keys) <= 3 else [*self.keys[:3], f"... {len(self.keys)} keys"]
+        return (
+            f"S3Source(bucket={self.bucket!r}, keys={keys!r}, endpoint={endpoint!r}, "
+            f"region={self.region!r}, credentials={'given' if self.secret_key else 'AWS chain'})"
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_client"] = None  # boto3 clients do not pickle; each process makes its own

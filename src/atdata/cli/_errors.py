@@ -15,8 +15,19 @@ def _message(exc: BaseException) -> str:
     return text if len(text) <= 400 else text[:400] + " ..."
 
 
-def explain(exc: BaseException) -> tuple[str, str | None]:
-    """``(message, hint)`` for an exception; the hint says what to try next."""
+def _either(flags: frozenset[str], *choices: str) -> str | None:
+    """The ``choices`` whose flag the command has, as "A, B or C" (None if none)."""
+    have = [c for c in choices if c.split()[0] in flags]
+    if not have:
+        return None
+    return have[0] if len(have) == 1 else ", ".join(have[:-1]) + " or " + have[-1]
+
+
+def explain(exc: BaseException, flags: frozenset[str] = frozenset()) -> tuple[str, str | None]:
+    """``(message, hint)`` for an exception; the hint says what to try next.
+
+    ``flags`` are the options of the command that failed: a hint names only those.
+    """
     if isinstance(exc, CliError):
         return _message(exc), exc.hint
     message = _message(exc)
@@ -32,9 +43,10 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
     elif name == "RecordNotFoundError":
         hint = "check the at:// URI; `atdata index list @HANDLE` lists an account's datasets"
     elif name == "PrivateURLError":
-        hint = "add --blobs (shards into your PDS), --copy-to BUCKET, or --allow-private-urls"
+        options = _either(flags, "--blobs", "--copy-to BUCKET", "--allow-private-urls")
+        hint = f"add {options}" if options else "copy the shards to public storage first"
     elif name in ("EntryExistsError",):
-        hint = "choose another --name"
+        hint = "choose another --name" if "--name" in flags else "choose another name"
     elif name in ("IndexBackendError",):
         hint = "check ATDATA_INDEX; `atdata diagnose` tests the connection"
     elif name == "ShardError":
