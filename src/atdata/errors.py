@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AtdataError",
     "LensNotFoundError",
+    "OrphanedDataError",
     "SampleError",
     "SchemaError",
     "ShardError",
@@ -64,3 +65,18 @@ class SchemaError(AtdataError, ValueError):
 
 class LensNotFoundError(AtdataError, ValueError):
     """No chain of registered lenses leads from one sample type to another."""
+
+
+class OrphanedDataError(AtdataError):
+    """A write failed, and removing what it had already written failed too.
+
+    ``orphaned`` lists the URLs that may have been left behind (remove them by hand).
+    """
+
+    def __init__(self, message: str, orphaned: list[str]) -> None:
+        shown = ", ".join(orphaned[:20]) + (
+            f" and {len(orphaned) - 20} more" if len(orphaned) > 20 else ""
+        )
+        super().__init__(f"{message}; left behind: {shown}")
+        self.reason = message
+        self.orphaned = orphaned

@@ -248,7 +248,9 @@ class Index:
         ref = self._schema_for(dataset, schema_ref)
         store = self._data_store
         if isinstance(store, DataStore):
-            shards: tuple[ShardInfo, ...] = tuple(store.copy_shards(dataset, prefix=prefix or name))
+            shards: tuple[ShardInfo, ...] = tuple(
+                store.copy_shards(dataset, prefix=prefix or name, sample_type=self._type_of(ref))
+            )
             urls = [s.url for s in shards]
         else:
             urls = store.write_shards(dataset, prefix=prefix or name)
@@ -256,9 +258,9 @@ class Index:
         try:
             entry = LocalDatasetEntry(name, ref, urls, meta, shards)
             self.provider.put_entry(entry, overwrite=overwrite)
-        except BaseException:
+        except BaseException as exc:
             if isinstance(store, DataStore):
-                store.delete(urls)
+                store.remove_after(exc, urls)
             raise
         return entry
 
@@ -277,6 +279,12 @@ class Index:
         entry = LocalDatasetEntry(name, ref, urls, _metadata(metadata))
         self.provider.put_entry(entry, overwrite=overwrite)
         return entry
+
+    def _type_of(self, ref: str) -> type | None:
+        """The type samples must decode as for schema ``ref`` (None: the dataset's own)."""
+        if ref.startswith((SCHEMA_REF_PREFIX, _LEGACY_PREFIX)):
+            return self.decode_schema(ref)
+        return None
 
     def _check_free(self, name: str) -> None:
         try:

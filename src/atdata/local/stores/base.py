@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
+from atdata._shard_check import CheckedStream, MemberCheck, member_checker, stored_type
 from atdata.dataset import Dataset
-from atdata.errors import ShardError
+from atdata.errors import OrphanedDataError, ShardError
 from atdata.local.entry import ShardInfo
 from atdata.protocols import DataSource
 from atdata.sample import new_key
@@ -42,8 +43,17 @@ class DataStore(ABC):
         """Copy the dataset's shards under ``prefix``; return their URLs."""
         return [s.url for s in self.copy_shards(dataset, prefix=prefix)]
 
-    def copy_shards(self, dataset: Dataset[Any], *, prefix: str) -> list[ShardInfo]:
-        """Copy every shard of ``dataset`` to ``{prefix}/data-{run}-{i:06d}.tar``, verified."""
+    def copy_shards(
+        self, dataset: Dataset[Any], *, prefix: str, sample_type: type | None = None
+    ) -> list[ShardInfo]:
+        """Copy every shard of ``dataset`` to ``{prefix}/data-{run}-{i:06d}.tar``, verified.
+
+        Each shard is checked as it streams: a whole tar whose every member is
+        a sample decoding as ``sample_type`` (default: the dataset's stored
+        type). A bad shard raises :class:`~atdata.ShardError` or
+        :class:`~atdata.SampleError` and every copy made is removed.
+        """
+        check = member_checker(sample_type or stored_type(dataset))
         source = dataset.source
         shard_ids = source.list_shards()
         if not shard_ids:
@@ -55,10 +65,11 @@ class DataStore(ABC):
         getattr(source, "client", None)  # a lazily made S3 client: make it in one thread
         try:
             if self.workers <= 1 or len(shard_ids) == 1:
-                return [self._copy_shard(source, s, u) for s, u in zip(shard_ids, urls)]
+                return [self._copy_shard(source, s, u, check) for s, u in zip(shard_ids, urls)]
             with ThreadPoolExecutor(min(self.workers, len(shard_ids))) as pool:
                 futures = [
-                    pool.submit(self._copy_shard, source, s, u) for s, u in zip(shard_ids, urls)
+                    pool.submit(self._copy_shard, source, s, u, check)
+                    for s, u in zip(shard_ids, urls)
                 ]
                 try:
                     return [f.result() for f in futures]
@@ -66,12 +77,33 @@ class DataStore(ABC):
                     for f in futures:
                         f.cancel()
                     raise
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.delete(urls)
+        except BaseException as exc:
+            self.remove_after(exc, urls)
             raise
 
-    def _copy_shard(self, source: DataSource, shard_id: str, url: str) -> ShardInfo:
+    def remove_after(self, exc: BaseException, urls: Sequence[str]) -> None:
+        """Remove ``urls`` after ``exc`` ended a write; if that fails, say what is left behind.
+
+        Raises :class:`~atdata.OrphanedDataError` (from ``exc``) listing the URLs
+        that may remain; for an interrupt, the list is added to it as a note.
+        """
+        try:
+            self.delete(urls)
+        except Exception as cleanup:
+            if isinstance(cleanup, OrphanedDataError):
+                orphaned, reason = cleanup.orphaned, cleanup.reason
+            else:
+                orphaned, reason = list(urls), f"{type(cleanup).__name__}: {cleanup}"
+            if not isinstance(exc, Exception):
+                exc.add_note(f"removing the copies failed ({reason}); left behind: {orphaned}")
+                return
+            raise OrphanedDataError(
+                f"{exc}; removing the copies failed too ({reason})", orphaned
+            ) from exc
+
+    def _copy_shard(
+        self, source: DataSource, shard_id: str, url: str, check: MemberCheck
+    ) -> ShardInfo:
         try:
             stream = source.open_shard(shard_id)
         except KeyError as exc:
@@ -79,7 +111,7 @@ class DataStore(ABC):
         except OSError as exc:
             raise ShardError(redact_url(shard_id), f"cannot open ({exc})") from None
         with contextlib.closing(stream):
-            reader = HashingReader(stream)
+            reader = HashingReader(CheckedStream(stream, redact_url(shard_id), check))
             self.put(reader, url, shard_id)
         info = ShardInfo(url, reader.size, reader.hexdigest())
         self.verify_written(info)
