@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from atdata.batch import SampleBatch
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
-from atdata.errors import AtdataError, LensNotFoundError, SampleError, SchemaError, ShardError
+from atdata.errors import (
+    AtdataError,
+    LensNotFoundError,
+    OrphanedDataError,
+    SampleError,
+    SchemaError,
+    ShardError,
+)
 from atdata.lens import Lens, LensNetwork, lens
 from atdata.protocols import AbstractDataStore, AbstractIndex, DataSource, IndexEntry, Packable
 from atdata.sample import PackableSample, packable
@@ -70,6 +77,7 @@ __all__ = [
     "Lens",
     "LensNetwork",
     "LensNotFoundError",
+    "OrphanedDataError",
     "Packable",
     "PackableSample",
     "S3Source",
