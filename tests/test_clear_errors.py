@@ -18,7 +18,7 @@ from atdata.atmosphere import AtmosphereClient, AtmosphereError, AuthenticationE
 from atdata.atmosphere.index import PrivateURLError
 from atdata.cli._app import _names, app
 from atdata.cli._errors import explain
-from atdata.local.providers.base import EntryExistsError
+from atdata.local.providers.base import EntryExistsError, IndexBackendError
 from helpers import private_atdata_home  # noqa: F401 - autouse fixture
 
 ATDATA = Path(sys.executable).parent / "atdata"
@@ -152,6 +152,7 @@ _FAILURES = [
     KeyError("no dataset named 'x'"),
     FileNotFoundError("no shards found"),
     AuthenticationError("expired"),
+    IndexBackendError("Redis index redis://127.0.0.1:1/0: ConnectionError"),
 ]
 
 

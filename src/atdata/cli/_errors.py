@@ -48,7 +48,7 @@ def explain(exc: BaseException, flags: frozenset[str] = frozenset()) -> tuple[st
     elif name in ("EntryExistsError",):
         hint = "choose another --name" if "--name" in flags else "choose another name"
     elif name in ("IndexBackendError",):
-        hint = "check ATDATA_INDEX; `atdata diagnose` tests the connection"
+        hint = "check --index (or ATDATA_INDEX); `atdata diagnose` tests the connection"
     elif name == "ShardError":
         hint = "the shard is missing or damaged; `atdata diagnose` checks storage settings"
     elif name == "SchemaError":
