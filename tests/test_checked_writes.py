@@ -210,3 +210,34 @@ def test_promote_to_blobs_refuses_a_bad_shard_before_uploading(
         promote_to_atmosphere(entry, index, pds_client, data_store=PDSBlobStore(pds_client))
     assert uploads == []  # checked before the first upload
     assert DatasetLoader(pds_client).list_all() == []
+
+
+# --------------------------------------------------------------------------- copied, then not published
+
+
+def test_a_promotion_that_cannot_publish_removes_its_copies(
+    tmp_path: Path, s3_env: dict[str, str], s3_bucket: str, s3_client: Any, pds_client: Any
+) -> None:
+    index = Index(path=tmp_path / "i.db", data_store=LocalDiskStore(tmp_path / "store"))
+    entry = index.insert_dataset(
+        atdata.Dataset[Vec]([good(tmp_path / "a.tar"), good(tmp_path / "b.tar")]), name="v"
+    )
+    target = S3DataStore(credentials=creds(s3_env), bucket=s3_bucket)
+    with pytest.raises(ValueError, match="description"):  # longer than the lexicon allows
+        promote_to_atmosphere(entry, index, pds_client, data_store=target, description="x" * 6000)
+    assert bucket_keys(s3_client, s3_bucket) == []
+    assert DatasetLoader(pds_client).list_all() == []
+
+
+def test_an_atmosphere_insert_that_cannot_publish_removes_its_copies(
+    tmp_path: Path, s3_env: dict[str, str], s3_bucket: str, s3_client: Any, pds_client: Any
+) -> None:
+    from atdata.atmosphere import AtmosphereIndex
+
+    store = S3DataStore(credentials=creds(s3_env), bucket=s3_bucket)
+    index = AtmosphereIndex(pds_client, data_store=store)
+    ds = atdata.Dataset[Vec]([good(tmp_path / "a.tar")])
+    with pytest.raises(ValueError, match="description"):
+        index.insert_dataset(ds, name="v", description="x" * 6000, allow_private_urls=True)
+    assert bucket_keys(s3_client, s3_bucket) == []
+    assert DatasetLoader(pds_client).list_all() == []

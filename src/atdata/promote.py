@@ -140,15 +140,19 @@ def promote_to_atmosphere(
     if isinstance(data_store, DataStore):
         copied = data_store.copy_shards(dataset, prefix=f"promoted/{target}")
         digests = [s.sha256 for s in copied]
-        _check_copies(entry, digests)
-        return str(
-            publisher.publish_with_urls(
-                [s.url for s in copied],
-                schema_uri,
-                sha256=digests if all(digests) else None,
-                **fields,
+        try:
+            _check_copies(entry, digests)
+            return str(
+                publisher.publish_with_urls(
+                    [s.url for s in copied],
+                    schema_uri,
+                    sha256=digests if all(digests) else None,
+                    **fields,
+                )
             )
-        )
+        except BaseException as exc:  # nothing published: remove the copies made for it
+            data_store.remove_after(exc, [s.url for s in copied])
+            raise
     copied_urls = data_store.write_shards(dataset, prefix=f"promoted/{target}")
     return str(publisher.publish_with_urls(copied_urls, schema_uri, **fields))
 

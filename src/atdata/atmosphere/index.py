@@ -322,11 +322,16 @@ class AtmosphereIndex:
         else:
             allow = self.allow_private_urls if allow_private_urls is None else allow_private_urls
             urls, digests = self._store_urls(dataset, prefix or name)
-            if allow:
-                urls = [file_uri(u) for u in urls]
-            else:
-                check_public_urls(urls)
-            record = self._publisher.publish_urls_record(urls, schema, sha256=digests, **fields)
+            try:
+                if allow:
+                    urls = [file_uri(u) for u in urls]
+                else:
+                    check_public_urls(urls)
+                record = self._publisher.publish_urls_record(urls, schema, sha256=digests, **fields)
+            except BaseException as exc:  # no record: remove the copies made for it
+                if isinstance(self._data_store, DataStore):
+                    self._data_store.remove_after(exc, urls)
+                raise
         return AtmosphereIndexEntry.from_record(record)
 
     def _store_urls(self, dataset: Dataset[Any], prefix: str) -> tuple[list[str], list[str] | None]:
