@@ -338,28 +338,65 @@ def test_redis_namespaces_are_isolated(redis_client: Any) -> None:
     assert all(k.startswith((b"team-a:", b"team-b:")) for k in redis_client.keys("*"))
 
 
-@pytest.mark.redis
-def test_redis_reads_seed_era_data_after_reindex(redis_client: Any) -> None:
-    # what the seed-era library wrote: a CID without the name, no secondary keys
+def _seed_era_entry(redis_client: Any, cid: str, name: str, url: str) -> None:
+    """An entry as the seed-era library writes it: the hash only, no secondary keys."""
     redis_client.hset(
-        "LocalDatasetEntry:bafyreiold",
+        f"LocalDatasetEntry:{cid}",
         mapping={
-            "name": "old",
+            "name": name,
             "schema_ref": "local://schemas/m.Old@1.0.0",
-            "data_urls": msgpack.packb(["s3://b/a.tar"]),
-            "cid": "bafyreiold",
+            "data_urls": msgpack.packb([url]),
+            "cid": cid,
         },
     )
+
+
+@pytest.mark.redis
+def test_redis_reads_seed_era_data_without_a_reindex(redis_client: Any) -> None:
+    _seed_era_entry(redis_client, "bafyreiold", "old", "s3://b/a.tar")
     redis_client.set(
         "LocalSchema:Old@1.0.0", json.dumps({"name": "Old", "version": "1.0.0", "fields": []})
     )
     p = RedisProvider(redis_client)
-    with pytest.raises(KeyError):
-        p.get_entry_by_name("old")
-    assert p.reindex() == 2
     assert p.get_entry_by_name("old").data_urls == ["s3://b/a.tar"]
     assert [s["name"] for s in p.iter_schemas()] == ["Old"]
     assert Index(p).get_entry("bafyreiold").name == "old"
+    assert p.reindex() == 0  # already indexed
+    # written by the seed-era library while this provider is in use
+    _seed_era_entry(redis_client, "bafyreilater", "later", "s3://b/later.tar")
+    assert p.get_entry_by_name("later").data_urls == ["s3://b/later.tar"]
+    assert [e.name for e in p.iter_entries()] == ["later", "old"]
+
+
+@pytest.mark.redis
+def test_redis_a_vanished_entry_does_not_block_its_name(redis_client: Any) -> None:
+    p = RedisProvider(redis_client)
+    first = entry("reused")
+    p.put_entry(first)
+    redis_client.delete(f"LocalDatasetEntry:{first.cid}")  # evicted, or removed by hand
+    with pytest.raises(KeyError):
+        p.get_entry_by_name("reused")
+    assert [e.name for e in p.iter_entries()] == []
+    second = entry("reused", ["/d/other.tar"])
+    p.put_entry(second)  # no EntryExistsError: the name's entry is gone
+    assert p.get_entry_by_name("reused").cid == second.cid
+
+
+@pytest.mark.redis
+def test_redis_a_hash_renamed_by_the_seed_era_library_frees_the_old_name(
+    redis_client: Any,
+) -> None:
+    p = RedisProvider(redis_client)
+    first = entry("first-name")
+    p.put_entry(first)
+    # the seed-era library indexes the same data under a second name: it rewrites the hash
+    redis_client.hset(f"LocalDatasetEntry:{first.cid}", "name", "second-name")
+    with pytest.raises(KeyError):
+        p.get_entry_by_name("first-name")
+    assert p.get_entry_by_name("second-name").cid == first.cid
+    assert [e.name for e in p.iter_entries()] == ["second-name"]
+    p.put_entry(entry("first-name", ["/d/new.tar"]))  # the old name is free again
+    assert p.get_entry_by_name("second-name").cid == first.cid  # and that entry is untouched
 
 
 @pytest.mark.redis

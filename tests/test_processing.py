@@ -90,6 +90,7 @@ def test_dask_engine_gives_the_same_dataset_as_local_processes(
     source: atdata.Dataset[Reading], tmp_path: Path
 ) -> None:
     import distributed  # the dask extra, installed with dev
+
     local = map_dataset(source, summarize, str(tmp_path / "local" / "s-%03d.tar"), num_workers=2)
     with (
         distributed.LocalCluster(

@@ -178,3 +178,77 @@ def test_writer_keys_are_unique_across_processes(tmp_path: Path) -> None:
     names = [n for r in results for n in r] + _write_in_child(str(tmp_path))
     assert len(names) == 7 * 50
     assert len(set(names)) == len(names)
+
+
+_KILLED_WRITER = """
+import sys, time
+import numpy as np
+from numpy.typing import NDArray
+import atdata
+
+@atdata.packable
+class Big:
+    x: NDArray[np.uint8]
+
+def samples():
+    for i in range(10_000):
+        if i == 25:  # mid-way through the third shard, with bytes of it on disk
+            print("writing", flush=True)
+            time.sleep(3600)
+        yield Big(x=np.full(64 * 1024, i % 251, np.uint8))
+
+atdata.write_samples(samples(), sys.argv[1], maxcount=10)
+"""
+
+
+def test_a_killed_writer_leaves_no_truncated_shard_under_a_shard_name(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "data-000002.tar").write_bytes(b"the previous run's shard")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(out / "data.tar")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "writing\n"
+        partial = [p for p in out.iterdir() if p.name.startswith(".")]
+        assert len(partial) == 1 and partial[0].stat().st_size > 0  # bytes of shard 3 on disk
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    complete = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert complete == ["data-000000.tar", "data-000001.tar", "data-000002.tar"]
+    assert (out / "data-000002.tar").read_bytes() == b"the previous run's shard"
+    ds = atdata.Dataset[atdata.DictSample](
+        [str(out / "data-000000.tar"), str(out / "data-000001.tar")]
+    )
+    assert len(list(ds)) == 20  # the two completed shards are whole
+
+
+def test_a_failed_write_samples_leaves_no_shard(tmp_path: Path) -> None:
+    def samples():
+        for i in range(25):
+            yield feature(i)
+        raise RuntimeError("the producer failed")
+
+    with pytest.raises(RuntimeError, match="producer failed"):
+        atdata.write_samples(samples(), tmp_path / "data.tar", maxcount=10)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_shard_writer_discards_the_shard_being_written_on_an_exception(tmp_path: Path) -> None:
+    writer = atdata.ShardWriter(str(tmp_path / "s-%06d.tar"), maxcount=2)
+    with pytest.raises(RuntimeError), writer:
+        for i in range(3):
+            writer.write(feature(i))
+        raise RuntimeError("stop")
+    assert writer.shards == [str(tmp_path / "s-000000.tar")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s-000000.tar"]
+    assert labels(atdata.Dataset[Feature](writer.shards)) == [0, 1]

@@ -462,6 +462,10 @@ class TarWriter:
         self._file.write(bytes(2 * BLOCK + (-end % RECORD)))
         self._file.close()
 
+    def abort(self) -> None:
+        """Close the file as it is, without the end-of-archive blocks."""
+        self._file.close()
+
     def __enter__(self) -> TarWriter:
         return self
 

@@ -6,6 +6,7 @@ __all__ = [
     "AtdataError",
     "CredentialURLError",
     "LensNotFoundError",
+    "OrphanedDataError",
     "PrivateURLError",
     "PrivateURLWarning",
     "SampleError",
@@ -110,3 +111,18 @@ class CredentialURLError(AtdataError, ValueError):
 
 class PrivateURLWarning(UserWarning):
     """Published URLs that others likely cannot read (each named, with the reason)."""
+
+
+class OrphanedDataError(AtdataError):
+    """A write failed, and removing what it had already written failed too.
+
+    ``orphaned`` lists the URLs that may have been left behind (remove them by hand).
+    """
+
+    def __init__(self, message: str, orphaned: list[str]) -> None:
+        shown = ", ".join(orphaned[:20]) + (
+            f" and {len(orphaned) - 20} more" if len(orphaned) > 20 else ""
+        )
+        super().__init__(f"{message}; left behind: {shown}")
+        self.reason = message
+        self.orphaned = orphaned

@@ -359,6 +359,30 @@ def _sample_type(spec: type | str | None, index: Any) -> type | None:
     return idx.decode_schema(spec)  # type: ignore[no-any-return]
 
 
+_SCHEMES = ("at", "file", "http", "https", "s3")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def _check_uri(path: str) -> None:
+    """Refuse a malformed URI now (``at:/x``, ``s3:bucket``), not as a missing file later."""
+    m = _SCHEME.match(path)
+    if m is None:
+        return  # a path (a one-letter scheme is a Windows drive)
+    scheme, rest = m[1].lower(), path[m.end() :]
+    if scheme not in _SCHEMES:
+        if rest.startswith("//"):
+            raise ValueError(
+                f"{path!r}: unsupported URL scheme {m[1]!r} "
+                f"(use {', '.join(s + '://' for s in _SCHEMES)} or a path)"
+            )
+        return  # a relative path with a colon in it
+    if not rest.startswith("//") or (scheme != "file" and not rest[2:].split("/", 1)[0]):
+        form = {"at": "at://DID-OR-HANDLE/...", "s3": "s3://BUCKET/KEY"}.get(
+            scheme, f"{scheme}://HOST/..."
+        )
+        raise ValueError(f"{path!r} is not a valid {scheme}:// URL (expected {form})")
+
+
 def load_dataset(
     path: str | os.PathLike[str],
     sample_type: type | str | None = None,
@@ -389,6 +413,7 @@ def load_dataset(
     ``@local`` entries are yours and are not restricted.
     """
     path = os.fspath(path)
+    _check_uri(path)
     wanted = _sample_type(sample_type, index)
     if path.startswith("@"):
         splits = _from_index(path, wanted, index, allow_private_urls)

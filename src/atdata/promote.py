@@ -153,17 +153,21 @@ def promote_to_atmosphere(
     if isinstance(data_store, DataStore):
         copied = data_store.copy_shards(dataset, prefix=prefix)
         digests = [s.sha256 for s in copied]
-        _check_copies(entry, digests)
-        copied_urls = [file_uri(s.url) for s in copied]
-        return str(
-            publisher.publish_with_urls(
-                copied_urls,
-                schema_uri,
-                sha256=digests if all(digests) else None,
-                endpoint=store_endpoint(data_store, copied_urls),
-                **fields,
+        try:
+            _check_copies(entry, digests)
+            copied_urls = [file_uri(s.url) for s in copied]
+            return str(
+                publisher.publish_with_urls(
+                    copied_urls,
+                    schema_uri,
+                    sha256=digests if all(digests) else None,
+                    endpoint=store_endpoint(data_store, copied_urls),
+                    **fields,
+                )
             )
-        )
+        except BaseException as exc:  # nothing published: remove the copies made for it
+            data_store.remove_after(exc, [s.url for s in copied])
+            raise
     copied_urls = data_store.write_shards(dataset, prefix=prefix)
     return str(publisher.publish_with_urls(copied_urls, schema_uri, **fields))
 

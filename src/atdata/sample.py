@@ -480,6 +480,11 @@ class _Decoder:
         self._asdict = msgspec.structs.asdict
         self._new = object.__new__
 
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        # msgspec decoders do not pickle; a class pickled by value (cloudpickle) gets a
+        # fresh one on first use in the other process
+        return _no_decoder, ()
+
     def converters(self, copy: bool, prefix: str = "") -> list[tuple[str, Callable[[Any], Any]]]:
         """(field, converter) pairs for the fields that need converting, cached per mode."""
         cache = self.__dict__.setdefault("_converters", {})
@@ -541,6 +546,11 @@ class _Decoder:
             ) from None
         except _FieldValueError as exc:  # arrays: bad header, object dtype, size, dtype
             raise SampleError(str(exc), key=key, field=exc.field, shard=shard) from None
+
+
+def _no_decoder() -> None:
+    """What an unpickled ``_atdata_decoder`` becomes: none yet (see :func:`_decoder_for`)."""
+    return None
 
 
 def _validation_error(

@@ -29,9 +29,13 @@ A field's ``default`` is recorded when it is a JSON value (bytes as
 recorded. Other defaults (arrays, nested samples) are not recorded.
 
 :func:`schema_to_type` never executes anything from a record: names must be
-Python identifiers, and keywords, dunder names and the names of
-``PackableSample`` attributes are rejected (not mangled, since field names are
-the keys of the stored data). Fields may come in any order: fields from the
+NFKC-normalised Python identifiers, and keywords, dunder names, ``_atdata*``
+names and the names of ``PackableSample`` attributes are rejected (not
+mangled, since field names are the keys of the stored data). A record nested
+more than 64 deep or holding more than 200,000 values, a structured,
+sub-array or void dtype, items over 64 KiB, or a ``shape`` that is not a short
+list of sizes is a :class:`SchemaError`. A rebuilt type pickles as its record
+(spawned DataLoader workers and Dask rebuild it there). Fields may come in any order: fields from the
 first one with a default on are keyword-only. Records written by the existing
 atdata (no ``atdataSchemaVersion``) are read too; their dtypes were often wrong,
 so arrays of such types accept any dtype.
@@ -56,6 +60,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import copyreg
 import dataclasses
 import hashlib
 import inspect
@@ -66,6 +71,7 @@ import re
 import threading
 import types
 import typing
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -110,6 +116,11 @@ _PRIMITIVE_TYPES: dict[str, type] = {
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 _RESERVED = frozenset(dir(PackableSample))
 _MAX_DEPTH = 32
+_MAX_JSON_DEPTH = 64
+_MAX_JSON_NODES = 200_000
+_MAX_ITEMSIZE = 1 << 16
+_MAX_DIMS = 32
+_MAX_DIM = (1 << 31) - 1
 _MAX_FIELDS = 1000
 _MAX_NAME = 200
 _CACHE_SIZE = 256
@@ -281,8 +292,29 @@ def schema_to_type(record: Mapping[str, Any]) -> type:
     version = record.get("version", "")
     if not isinstance(version, str):
         raise SchemaError(f"{where}: 'version' must be a string")
+    _check_size(record, where)
     accurate = _format_version(record, where) >= SCHEMA_FORMAT_VERSION
     return _build(record, version, accurate, where, 0)
+
+
+def _check_size(record: Mapping[str, Any], where: str) -> None:
+    """Refuse a record nested too deep or too large to handle (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(record, 1)]
+    nodes = 0
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > _MAX_JSON_NODES:
+            raise SchemaError(f"{where}: more than {_MAX_JSON_NODES:,} values in the record")
+        if isinstance(value, Mapping):
+            children: Any = value.values()
+        elif isinstance(value, list | tuple):
+            children = value
+        else:
+            continue
+        if depth >= _MAX_JSON_DEPTH:
+            raise SchemaError(f"{where}: values nested more than {_MAX_JSON_DEPTH} deep")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def clear_type_cache() -> None:
@@ -320,11 +352,18 @@ def _build(record: Mapping[str, Any], version: str, accurate: bool, where: str, 
             _cache.move_to_end(key)
             return cached
     cls = _make_class(class_name, module, fields, description, accurate, where, depth)
+    cls._atdata_rebuild = (_rebuild_text(record), version, accurate)  # type: ignore[attr-defined]
     with _cache_lock:
         _cache[key] = cls
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return cls
+
+
+def _rebuild_text(record: Mapping[str, Any]) -> str:
+    """The parts of ``record`` :func:`_build` reads, as JSON (what a pickled type carries)."""
+    keep = {k: record[k] for k in ("name", "sampleType", "fields", "description") if k in record}
+    return json.dumps(keep, sort_keys=True, separators=(",", ":"))
 
 
 def _signature(module: str, fields: list[Any], accurate: bool, description: Any) -> str:
@@ -354,6 +393,12 @@ def _module_of(identity: Any, class_name: str, where: str) -> str:
 def _check_identifier(name: Any, what: str) -> None:
     if not isinstance(name, str) or not name.isidentifier() or len(name) > _MAX_NAME:
         raise SchemaError(f"{what} {name!r} is not a Python identifier")
+    if unicodedata.normalize("NFKC", name) != name:
+        # Python reads identifiers NFKC-normalised: the attribute would be another name
+        raise SchemaError(
+            f"{what} {name!r} is not NFKC-normalised "
+            f"(Python would read it as {unicodedata.normalize('NFKC', name)!r})"
+        )
     if keyword.iskeyword(name):
         raise SchemaError(f"{what} {name!r} is a Python keyword")
     if name.startswith("__") and name.endswith("__"):
@@ -379,7 +424,7 @@ def _make_class(
             raise SchemaError(f"{where}: field #{i} is not an object")
         fname = f.get("name")
         _check_identifier(fname, f"{where}: field name")
-        if fname in _RESERVED:
+        if fname in _RESERVED or fname.startswith("_atdata"):
             raise SchemaError(f"{where}: field name {fname!r} clashes with a PackableSample member")
         if fname in annotations:
             raise SchemaError(f"{where}: field {fname!r} appears twice")
@@ -395,11 +440,44 @@ def _make_class(
         if "default" in f:
             keyword_only = True
             namespace[fname] = _field_with_default(ft, f["default"], fwhere)
+        elif optional and not accurate:
+            # the existing atdata reads an optional field as Optional[T] = None
+            keyword_only = True
+            namespace[fname] = dataclasses.field(kw_only=True, default=None)
         elif keyword_only:
             namespace[fname] = dataclasses.field(kw_only=True)
     namespace["__annotations__"] = annotations
-    cls = types.new_class(class_name, (PackableSample,), {}, lambda ns: ns.update(namespace))
+    cls = types.new_class(
+        class_name, (PackableSample,), {"metaclass": _RebuiltType}, lambda ns: ns.update(namespace)
+    )
     return packable(dataclasses.dataclass(eq=False)(cls))
+
+
+class _RebuiltType(type):
+    """The metaclass of types built from records: they pickle as "rebuild from this record".
+
+    Such a type cannot be imported by name in another process (its module may
+    not exist there), so pickling it (spawn-started DataLoader workers, Dask)
+    stores the record, and unpickling rebuilds it with :func:`schema_to_type`,
+    cached, so one process gets one type per record.
+    """
+
+    _atdata_rebuild: tuple[str, str, bool]
+
+
+def _reduce_rebuilt(cls: _RebuiltType) -> tuple[Any, tuple[Any, ...]]:
+    return _rebuild, cls._atdata_rebuild
+
+
+def _rebuild(text: str, version: str, accurate: bool) -> type:
+    """Unpickle a type built from a record (see :class:`_RebuiltType`)."""
+    record = json.loads(text)
+    where = f"schema {record.get('name')!r}"
+    _check_size(record, where)
+    return _build(record, version, accurate, where, 0)
+
+
+copyreg.pickle(_RebuiltType, _reduce_rebuilt)  # type: ignore[arg-type]
 
 
 def _field_with_default(ft: FieldType, raw: Any, where: str) -> Any:
@@ -473,9 +551,10 @@ def _parse_type(raw: Any, accurate: bool, where: str, depth: int) -> tuple[Any, 
             )
         tp, ft = _PRIMITIVE_TYPES[prim], FieldType(prim)
     elif kind == "ndarray":
+        _check_shape(raw.get("shape"), where)
         tp, ft = _ndarray_type(raw.get("dtype"), accurate, where)
         if raw.get("shape") is not None:
-            shape = _shape(raw["shape"], where)
+            shape = tuple(-1 if d is None else d for d in raw["shape"])
             tp, ft = Annotated[tp, Shape(*shape)], dataclasses.replace(ft, shape=shape)
     elif kind in ("array", "map"):
         key = "items" if kind == "array" else "values"
@@ -505,12 +584,20 @@ def _parse_type(raw: Any, accurate: bool, where: str, depth: int) -> tuple[Any, 
     return tp, ft
 
 
-def _shape(raw: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(raw, list) or len(raw) > _MAX_DEPTH:
-        raise SchemaError(f"{where}: 'shape' must be a list of at most {_MAX_DEPTH} sizes")
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in raw):
-        raise SchemaError(f"{where}: 'shape' holds sizes >= 0, or -1 for any size")
-    return tuple(raw)
+def _check_shape(shape: Any, where: str) -> None:
+    """An ndarray ``shape`` (informational) must be a short list of sizes (-1 or null: any)."""
+    if shape is None:
+        return
+    if not isinstance(shape, list) or len(shape) > _MAX_DIMS:
+        raise SchemaError(f"{where}: 'shape' must be a list of at most {_MAX_DIMS} sizes")
+    for size in shape:
+        if size is None or size == -1:
+            continue
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= _MAX_DIM:
+            raise SchemaError(
+                f"{where}: 'shape' size {size!r} is not an integer from 0 to {_MAX_DIM:,} "
+                "(or -1 for any)"
+            )
 
 
 def _ndarray_type(dtype: Any, accurate: bool, where: str) -> tuple[Any, FieldType]:
@@ -520,10 +607,17 @@ def _ndarray_type(dtype: Any, accurate: bool, where: str) -> tuple[Any, FieldTyp
         raise SchemaError(f"{where}: 'dtype' must be a NumPy dtype name such as 'float32'")
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError, OverflowError, SyntaxError, MemoryError):
         raise SchemaError(f"{where}: unknown dtype {dtype!r}") from None
     if dt.hasobject:
         raise SchemaError(f"{where}: dtype {dtype!r} holds Python objects")
+    if dt.fields is not None or dt.subdtype is not None or dt.kind == "V":
+        raise SchemaError(
+            f"{where}: dtype {dtype!r} is structured or a sub-array; "
+            "use a plain dtype such as 'float32'"
+        )
+    if dt.itemsize > _MAX_ITEMSIZE:
+        raise SchemaError(f"{where}: dtype {dtype!r} has {dt.itemsize:,}-byte items")
     # Records without atdataSchemaVersion carry unreliable dtypes; a dtype that its scalar
     # type does not determine (sizes, byte order) cannot be written as an annotation.
     if not accurate or np.dtype(dt.type) != dt:

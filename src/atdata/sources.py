@@ -11,10 +11,8 @@ from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from atdata._braces import MAX_SHARDS, count_shards, iter_shards, too_many
-from atdata.errors import ShardError, ShardListError, ShardUnavailableError
-
 from atdata._urls import ReadPolicy, checked_http_client, public_s3_url
-from atdata.errors import PrivateURLError
+from atdata.errors import PrivateURLError, ShardError, ShardListError, ShardUnavailableError
 
 __all__ = ["MAX_SHARDS", "S3Source", "URLSource", "expand_urls", "redact_url"]
 
@@ -244,6 +242,15 @@ class S3Source:
             access_key=credentials.get("AWS_ACCESS_KEY_ID"),
             secret_key=credentials.get("AWS_SECRET_ACCESS_KEY"),
             region=credentials.get("AWS_REGION"),
+        )
+
+    def __repr__(self) -> str:
+        # never the secret key (nor credentials an endpoint URL might carry)
+        endpoint = redact_url(self.endpoint) if self.endpoint else None
+        keys = self.keys if len(self.keys) <= 3 else [*self.keys[:3], f"... {len(self.keys)} keys"]
+        return (
+            f"S3Source(bucket={self.bucket!r}, keys={keys!r}, endpoint={endpoint!r}, "
+            f"region={self.region!r}, credentials={'given' if self.secret_key else 'AWS chain'})"
         )
 
     def __getstate__(self) -> dict[str, Any]:

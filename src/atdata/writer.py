@@ -33,6 +33,19 @@ def _closed_size(offset: int, key: str, size: int) -> int:
     return -(-end // RECORD) * RECORD
 
 
+def _sync_dir(path: str) -> None:
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return  # a file system without directory handles: the rename is what matters
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class ShardWriter:
     """Write samples into tar shards named by a ``%06d``-style pattern.
 
@@ -41,6 +54,11 @@ class ShardWriter:
     end-of-archive record included); a single sample larger than ``maxsize``
     gets a shard of its own. Sample keys are ``<run id>-<index>``
     unless given. ``shards`` lists the files written.
+
+    Each shard is written to a hidden temporary file in the same folder and
+    renamed to its name only once complete and flushed to disk, so a crash
+    or kill never leaves a truncated shard under a shard name. Leaving the
+    ``with`` block by an exception discards the shard being written.
 
     >>> # with ShardWriter("out/data-%06d.tar", maxcount=1000) as w:
     >>> #     for s in samples: w.write(s)
@@ -60,18 +78,51 @@ class ShardWriter:
         self.shards: list[str] = []
         self.count = 0
         self._writer: TarWriter | None = None
+        self._final: str | None = None
         self._run = new_key()[-12:]
 
     def _next_shard(self) -> TarWriter:
-        if self._writer is not None:
-            self._writer.close()
+        self._finish()
         path = self.pattern % len(self.shards) if "%" in self.pattern else self.pattern
         if "%" not in self.pattern and self.shards:
             raise ValueError(f"{self.pattern!r} has no %d placeholder for a second shard")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = TarWriter(path)
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{self._run}.partial")
+        self._writer = TarWriter(partial)
+        self._final = path
         self.shards.append(path)
         return self._writer
+
+    def _finish(self) -> None:
+        """Complete the current shard: end-of-archive, flushed to disk, renamed into place."""
+        w, final = self._writer, self._final
+        if w is None or final is None:
+            return
+        self._writer = self._final = None
+        try:
+            w.close()
+            fd = os.open(w.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(w.path, final)
+        except BaseException:
+            Path(w.path).unlink(missing_ok=True)
+            self.shards.remove(final)
+            raise
+        _sync_dir(final)
+
+    def abort(self) -> None:
+        """Discard the shard being written (shards already completed stay)."""
+        w, final = self._writer, self._final
+        if w is None or final is None:
+            return
+        self._writer = self._final = None
+        w.abort()
+        Path(w.path).unlink(missing_ok=True)
+        self.shards.remove(final)
 
     def write(self, sample: PackableSample | DictSample, key: str | None = None) -> str:
         """Append one sample; return its key."""
@@ -105,14 +156,16 @@ class ShardWriter:
 
     def close(self) -> None:
         """Finish the current shard."""
-        if self._writer is not None:
-            self._writer.close()
+        self._finish()
 
     def __enter__(self) -> ShardWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def write_samples(
@@ -129,18 +182,28 @@ def write_samples(
 
     >>> # ds = write_samples(samples, "out/data.tar", maxcount=10_000)
     >>> # ds.list_shards() -> ['out/data-000000.tar', 'out/data-000001.tar', ...]
+
+    All or nothing: when writing fails (or is interrupted), the shards this
+    call completed are removed again, and a killed process leaves no shard
+    under a shard name but complete ones.
     """
     sample_type: type | None = None
-    with ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize) as writer:
-        for sample in samples:
-            if sample_type is None:
-                sample_type = type(sample)
-            elif type(sample) is not sample_type:
-                raise SampleError(
-                    f"all samples must have one type; got {type(sample).__name__} after {sample_type.__name__}",
-                    key=f"#{writer.count}",
-                )
-            writer.write(sample)
+    writer = ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize)
+    try:
+        with writer:
+            for sample in samples:
+                if sample_type is None:
+                    sample_type = type(sample)
+                elif type(sample) is not sample_type:
+                    raise SampleError(
+                        f"all samples must have one type; got {type(sample).__name__} after {sample_type.__name__}",
+                        key=f"#{writer.count}",
+                    )
+                writer.write(sample)
+    except BaseException:
+        for shard in writer.shards:
+            Path(shard).unlink(missing_ok=True)
+        raise
     if not writer.shards:
         raise ValueError("write_samples got no samples")
     return Dataset[sample_type or DictSample](writer.shards)  # type: ignore[misc]

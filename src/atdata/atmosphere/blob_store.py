@@ -1,7 +1,8 @@
 """``PDSBlobStore``: dataset shards stored as blobs in the publisher's own PDS.
 
-Shards are copied byte for byte (sample keys kept, nothing decoded), streamed
-from disk, and each upload is checked: the CID the PDS returns must be the
+Shards are copied byte for byte (sample keys kept), streamed from disk; every
+shard is checked first (a whole tar whose every member is a sample of the
+dataset's type: nothing is uploaded otherwise), and each upload is checked: the CID the PDS returns must be the
 SHA-256 of the bytes that were read. A shard larger than the server's blob limit
 (``describeServer.blobUploadLimit``) is split into several tar shards by copying
 its raw members; a single member too large for any blob is refused before
@@ -34,11 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from atdata._shard_check import MemberCheck, member_checker, stored_type
 from atdata._tar import BLOCK, RECORD, TarWriter, iter_members
 from atdata.atmosphere.blobs import BlobIntegrityError, BlobSource, blob_digest
 from atdata.atmosphere.client import BlobTooLargeError
 from atdata.atmosphere.uri import BlobUrl
 from atdata.dataset import Dataset, SourceLike, make_source
+from atdata.dict_sample import DictSample
 from atdata.errors import ShardError
 from atdata.protocols import DataSource
 from atdata.sources import local_path, redact_url
@@ -137,12 +140,22 @@ def _map(path: Path, shard_id: str) -> mmap.mmap:
         return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def _count_samples(path: Path, shard_id: str) -> int:
-    """Samples in a tar shard; the header walk also rejects a file that is not a whole tar."""
+def _count_samples(path: Path, shard_id: str, check: MemberCheck) -> int:
+    """Samples in a tar shard, each checked: a file that is not a whole tar of them raises."""
     mm = _map(path, shard_id)
+    view = memoryview(mm)
     try:
-        return sum(1 for name, _, _ in iter_members(mm, shard_id) if name.endswith(_SUFFIX))
+        count = 0
+        for name, off, size in iter_members(mm, shard_id):
+            member = view[off : off + size]
+            try:
+                check(shard_id, name, off, member)
+            finally:
+                member.release()
+            count += 1
+        return count
     finally:
+        view.release()
         with contextlib.suppress(BufferError):  # a traceback may still hold a view: GC closes it
             mm.close()
 
@@ -202,6 +215,7 @@ class PDSBlobStore:
         source: DataSource = (
             dataset.source if isinstance(dataset, Dataset) else make_source(dataset)
         )
+        check = member_checker(stored_type(dataset) if isinstance(dataset, Dataset) else DictSample)
         shard_ids = source.list_shards()
         if not shard_ids:
             raise ValueError("the dataset has no shards to upload")
@@ -210,7 +224,7 @@ class PDSBlobStore:
         with tempfile.TemporaryDirectory(prefix="atdata-blobs-", dir=self.tmp_dir) as tmp:
             parts: list[_Part] = []
             for i, shard_id in enumerate(shard_ids):
-                parts.extend(self._prepare(source, shard_id, i, limit, Path(tmp)))
+                parts.extend(self._prepare(source, shard_id, i, limit, Path(tmp), check))
             return self._upload_all(parts)
 
     def write_shards(self, dataset: Dataset[Any], *, prefix: str = "", **kwargs: Any) -> list[str]:
@@ -224,9 +238,15 @@ class PDSBlobStore:
         return [blob.url for blob in self.upload_shards(dataset)]
 
     def _prepare(
-        self, source: DataSource, shard_id: str, i: int, limit: int | None, tmp: Path
+        self,
+        source: DataSource,
+        shard_id: str,
+        i: int,
+        limit: int | None,
+        tmp: Path,
+        check: MemberCheck,
     ) -> list[_Part]:
-        """The local file(s) to upload for one shard: itself, a downloaded copy, or its splits."""
+        """The local file(s) to upload for one shard (checked): itself, a copy, or its splits."""
         path = local_path(shard_id)
         if path is None or not path.is_file():
             path = tmp / f"shard-{i:06d}.tar"
@@ -237,8 +257,9 @@ class PDSBlobStore:
             with contextlib.closing(stream), open(path, "wb") as out:
                 shutil.copyfileobj(stream, out, 1 << 20)
         name = redact_url(shard_id)
+        samples = _count_samples(path, name, check)
         if limit is None or path.stat().st_size <= limit:
-            return [_Part(path, name, _count_samples(path, name))]
+            return [_Part(path, name, samples)]
         return self._split(path, name, limit, tmp / f"split-{i:06d}")
 
     def _split(self, path: Path, shard_id: str, limit: int, stem: Path) -> list[_Part]:

@@ -37,6 +37,7 @@ from atdata.atmosphere._retry import Fault, GaveUp, RetryPolicy
 from atdata.atmosphere.blobs import BlobSource, open_blob
 from atdata.atmosphere.uri import AtUri, BlobUrl, is_valid_did, make_tid
 from atdata.errors import AtdataError
+from atdata.sources import redact_url
 
 if TYPE_CHECKING:
     from atproto import Client as SdkClient
@@ -63,6 +64,7 @@ MAX_REQUEST_BYTES = 1_000_000
 """Largest JSON body of a write request on the reference PDS."""
 _BATCH_BODY_BUDGET = MAX_REQUEST_BYTES - 16_384
 _REFRESH_MARGIN_S = 300
+_BAD_SESSION = "not a valid atdata/atproto session string (corrupt or truncated: log in again)"
 
 
 # --------------------------------------------------------------------------- errors
@@ -217,7 +219,8 @@ class _BlobBody:
 class AtmosphereClient:
     """A logged-in (or anonymous) connection to a PDS.
 
-    ``base_url`` is the PDS or entryway to log in at (default ``https://bsky.social``);
+    ``base_url`` is the PDS or entryway to log in at (default ``$ATDATA_PDS_URL``,
+    else ``https://bsky.social``);
     after login, calls go to the PDS named in the account's DID document. ``plc_url``
     (default ``$ATDATA_PLC_URL`` or ``https://plc.directory``) resolves other accounts'
     ``did:plc``. With ``session_path``, the session is written there (mode 0600) at
@@ -248,7 +251,8 @@ class AtmosphereClient:
         atproto = _import_sdk()
         from atproto_client.request import Request
 
-        self.base_url = (base_url or DEFAULT_PDS_URL).rstrip("/").removesuffix("/xrpc")
+        base_url = base_url or os.environ.get("ATDATA_PDS_URL") or DEFAULT_PDS_URL
+        self.base_url = base_url.rstrip("/").removesuffix("/xrpc")
         self.plc_url = (plc_url or default_plc_url()).rstrip("/")
         self.session_path = Path(session_path) if session_path is not None else None
         self._timeout = timeout
@@ -352,7 +356,7 @@ class AtmosphereClient:
         try:
             self._policy.run(attempt, retry_transient=True)
         except GaveUp as exc:
-            raise self._error(exc, "login as", handle, auth=True) from None
+            raise self._error(exc, "login as", handle, auth=True, url=self.base_url) from None
 
     def login_with_session(self, session_string: str) -> None:
         """Resume a session exported by :meth:`export_session` (refreshing it if needed).
@@ -361,11 +365,24 @@ class AtmosphereClient:
 
             client.login_with_session(Path("~/.atdata-session").expanduser().read_text())
         """
+        from atproto_core.exceptions import AtProtocolError
+
         session_string = session_string.strip()
         try:
             self._sdk.login(session_string=session_string, fetch_bsky_profile=False)
-        except (ValueError, TypeError):
-            raise AuthenticationError("not a valid atdata/atproto session string") from None
+        except (ValueError, TypeError, KeyError, AtProtocolError) as exc:
+            fault = self._sdk_fault(exc)
+            if isinstance(fault, Fault):  # the server answered or could not be reached
+                raise self._error(
+                    GaveUp(fault, fault.describe()), "resume session at", self.base_url
+                ) from None
+            raise AuthenticationError(_BAD_SESSION) from None
+        session = self._session
+        if session is None or any(
+            _jwt_exp(token) is None for token in (session.access_jwt, session.refresh_jwt)
+        ):
+            self._session = None
+            raise AuthenticationError(_BAD_SESSION)
         # Check it with the server; an expired access token is refreshed on the way.
         try:
             self._query(
@@ -400,8 +417,19 @@ class AtmosphereClient:
     @classmethod
     def from_session_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> AtmosphereClient:
         """Resume the session stored at ``path`` and keep that file up to date."""
-        text = Path(path).read_text(encoding="utf-8")
-        return cls.from_session(text, session_path=path, **kwargs)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        try:
+            return cls.from_session(text, session_path=path, **kwargs)
+        except AuthenticationError as exc:
+            if exc.status is not None:
+                raise
+            raise AuthenticationError(
+                f"the session file {path} is corrupt (not a session string); log in again "
+                "to replace it, or delete the file"
+            ) from None
 
     def export_session(self) -> str:
         """The current session as a string (holds tokens: store it privately).
@@ -467,9 +495,13 @@ class AtmosphereClient:
             return Fault.from_transport(exc)
         return exc
 
-    def _error(self, exc: GaveUp, what: str, target: str, *, auth: bool = False) -> AtmosphereError:
+    def _error(
+        self, exc: GaveUp, what: str, target: str, *, auth: bool = False, url: str | None = None
+    ) -> AtmosphereError:
         fault = exc.fault
         message = f"{what} {target}: {exc.reason}"
+        if fault.status is None:  # no answer at all: say which server was tried
+            message += f" (tried {redact_url(url or self.pds_url)})"
         kwargs = {"status": fault.status, "error": fault.error, "target": target}
         if fault.rate_limited:
             return RateLimitedError(message, **kwargs)
@@ -493,12 +525,13 @@ class AtmosphereClient:
         target: str,
         recover: Callable[[], T | None] | None = None,
         authenticated: bool = True,
+        url: str | None = None,
     ) -> T:
         refresh = self.refresh_session if authenticated and self._session is not None else None
         try:
             return self._policy.run(fn, refresh=refresh, recover=recover)
         except GaveUp as exc:
-            raise self._error(exc, what, target) from None
+            raise self._error(exc, what, target, url=url) from None
 
     def _query(
         self,
@@ -520,7 +553,8 @@ class AtmosphereClient:
                 raise self._sdk_fault(exc) from None
             return dict(response.content or {})
 
-        return self._run(attempt, what=what, target=target, authenticated=sdk is self._sdk)
+        url = next((pds for pds, c in self._foreign.items() if c is sdk), None)
+        return self._run(attempt, what=what, target=target, authenticated=sdk is self._sdk, url=url)
 
     def _procedure(
         self,

@@ -315,15 +315,20 @@ class AtmosphereIndex:
             record = self._publisher.publish_record(dataset, schema_uri=schema, **fields)
         else:
             urls, digests = self._store_urls(dataset, folder)
-            urls = [file_uri(u) for u in urls]  # a local path goes into a record as file://
-            record = self._publisher.publish_urls_record(
-                urls,
-                schema,
-                sha256=digests,
-                endpoint=store_endpoint(store, urls),
-                require_public_urls=require,
-                **fields,
-            )
+            try:
+                urls = [file_uri(u) for u in urls]  # a local path goes into a record as file://
+                record = self._publisher.publish_urls_record(
+                    urls,
+                    schema,
+                    sha256=digests,
+                    endpoint=store_endpoint(store, urls),
+                    require_public_urls=require,
+                    **fields,
+                )
+            except BaseException as exc:  # no record: remove the copies made for it
+                if isinstance(store, DataStore):
+                    store.remove_after(exc, urls)
+                raise
         return AtmosphereIndexEntry.from_record(record)
 
     def _planned_urls(self, dataset: Dataset[Any], prefix: str) -> list[str] | None:

@@ -109,6 +109,8 @@ def _default_from_text(text: Any, where: str) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError:
         raise SchemaError(f"{where}: 'default' {text[:80]!r} is not JSON text") from None
+    except RecursionError:
+        raise SchemaError(f"{where}: 'default' is nested too deep") from None
 
 
 def to_schema_record(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -36,6 +37,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print machine-readable JSON (every command).")
     ] = False,
@@ -71,10 +73,58 @@ def root(
     """Options that apply to every command."""
     settings.json = json_output
     settings.debug = debug
+    settings.flags = _flags(ctx)
     if index_url:
+        _check_index_path(index_url)
         os.environ["ATDATA_INDEX"] = index_url
     if bucket:
         os.environ["ATDATA_BUCKET"] = bucket
+
+
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def _check_index_path(where: str) -> None:
+    """A SQLite ``--index`` must be a file in an existing folder: a typo is not a new index."""
+    if where.startswith(("redis://", "rediss://", "unix://", "postgresql://", "postgres://")):
+        return
+    path = Path(where.removeprefix("sqlite://")).expanduser()
+    if path.is_dir() or where.endswith(("/", os.sep)):
+        raise CliError(
+            f"--index {where} names a directory, not an index file",
+            hint=f"name the SQLite file, e.g. --index {path / 'index.db'}",
+        )
+    if not path.parent.is_dir():
+        raise CliError(
+            f"--index {where}: the directory {path.parent} does not exist",
+            hint="check the path, or create the directory first",
+        )
+    if not path.exists() and path.suffix not in _SQLITE_SUFFIXES:
+        raise CliError(
+            f"--index {where} does not exist",
+            hint=f"check the path; a new SQLite index is a file named like {path.name}.db",
+        )
+
+
+def _names(param: Any) -> list[str]:
+    return [*param.opts, *getattr(param, "secondary_opts", ())]
+
+
+def _flags(ctx: typer.Context) -> frozenset[str]:
+    """The long options of the subcommand about to run (of a group: of all its commands)."""
+
+    def options(command: Any) -> set[str]:
+        found = {o for p in command.params for o in _names(p) if o.startswith("--")}
+        for name in command.list_commands(ctx) if hasattr(command, "list_commands") else ():
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                found |= options(sub)
+        return found
+
+    group = ctx.command
+    root = {o for p in group.params for o in _names(p) if o.startswith("--")}
+    sub = group.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    return frozenset(root | (options(sub) if sub is not None else set()))
 
 
 app.command("inspect")(datasets.inspect_ref)
@@ -109,7 +159,7 @@ def run(argv: list[str]) -> int:
     except Exception as exc:
         if debug or settings.debug:
             traceback.print_exc()
-        message, hint = explain(exc)
+        message, hint = explain(exc, settings.flags)
         print(f"error: {message}", file=sys.stderr)
         if hint:
             print(f"hint: {hint}", file=sys.stderr)

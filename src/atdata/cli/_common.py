@@ -40,6 +40,8 @@ class Settings:
 
     json: bool = False
     debug: bool = False
+    flags: frozenset[str] = frozenset()
+    """The options of the command being run (error hints name only these)."""
 
 
 settings = Settings()

@@ -15,8 +15,19 @@ def _message(exc: BaseException) -> str:
     return text if len(text) <= 400 else text[:400] + " ..."
 
 
-def explain(exc: BaseException) -> tuple[str, str | None]:
-    """``(message, hint)`` for an exception; the hint says what to try next."""
+def _either(flags: frozenset[str], *choices: str) -> str | None:
+    """The ``choices`` whose flag the command has, as "A, B or C" (None if none)."""
+    have = [c for c in choices if c.split()[0] in flags]
+    if not have:
+        return None
+    return have[0] if len(have) == 1 else ", ".join(have[:-1]) + " or " + have[-1]
+
+
+def explain(exc: BaseException, flags: frozenset[str] = frozenset()) -> tuple[str, str | None]:
+    """``(message, hint)`` for an exception; the hint says what to try next.
+
+    ``flags`` are the options of the command that failed: a hint names only those.
+    """
     if isinstance(exc, CliError):
         return _message(exc), exc.hint
     message = _message(exc)
@@ -34,13 +45,16 @@ def explain(exc: BaseException) -> tuple[str, str | None]:
     elif name == "PrivateURLError" and "refusing to read" in message:
         hint = "if you trust whoever published it, set ATDATA_ALLOW_PRIVATE_URLS=1"
     elif name == "PrivateURLError":
-        hint = "copy the shards with --blobs (or --copy-to BUCKET for promote), or drop --public-urls-only"
+        options = _either(flags, "--blobs", "--copy-to BUCKET")
+        hint = f"add {options}" if options else "copy the shards to public storage first"
+        if "--public-urls-only" in flags:
+            hint += ", or drop --public-urls-only"
     elif name == "CredentialURLError":
         hint = "publish the plain URL (no password, signature or token in it)"
     elif name in ("EntryExistsError",):
-        hint = "choose another --name"
+        hint = "choose another --name" if "--name" in flags else "choose another name"
     elif name in ("IndexBackendError",):
-        hint = "check ATDATA_INDEX; `atdata diagnose` tests the connection"
+        hint = "check --index (or ATDATA_INDEX); `atdata diagnose` tests the connection"
     elif name == "ShardError":
         hint = "the shard is missing or damaged; `atdata diagnose` checks storage settings"
     elif name == "SchemaError":

@@ -45,25 +45,66 @@ PublicUrlsOpt = Annotated[
 
 
 @contextlib.contextmanager
-def _count_uploads(client: Any, bar: Any) -> Iterator[None]:
-    """Advance ``bar`` by each blob's size as its upload finishes."""
+def _count_uploads(client: Any, bar: Any) -> Iterator[list[dict[str, Any]]]:
+    """Advance ``bar`` by each blob's size as its upload finishes; yield the refs uploaded."""
     original = client.upload_blob
+    uploaded: list[dict[str, Any]] = []
 
     def counted(data: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         ref = original(data, *args, **kwargs)
+        uploaded.append(ref)
         bar.advance(int(ref.get("size") or 0))
         return ref  # type: ignore[no-any-return]
 
     client.upload_blob = counted
     try:
-        yield
+        yield uploaded
     finally:
         del client.upload_blob  # back to the class's method
 
 
 @contextlib.contextmanager
-def _no_count(client: Any, bar: Any) -> Iterator[None]:
-    yield
+def _no_count(client: Any, bar: Any) -> Iterator[list[dict[str, Any]]]:
+    yield []
+
+
+def _interrupted(
+    client: Any,
+    exc: BaseException,
+    target: str,
+    cid: str | None,
+    schemas_before: set[str],
+    uploaded: list[dict[str, Any]],
+    copy_to: str | None,
+) -> list[str]:
+    """What an interrupted promotion did and did not publish, checked in the account."""
+    from atdata.atmosphere.records import SCHEMA_COLLECTION, iter_records
+    from atdata.promote import _already_promoted
+
+    lines = ["interrupted:"]
+    try:
+        uri = _already_promoted(client, target, cid) if cid else None
+        schemas = [r.uri for r in iter_records(client, SCHEMA_COLLECTION)]
+    except Exception as failed:  # the account cannot be read now: say so, and what is known
+        lines.append(f"  could not check the account ({failed}); run the same command again")
+        return lines
+    if uri is not None:
+        lines.append(f"  the dataset record was published: {uri}")
+        return lines
+    lines.append(f"  the dataset record was NOT published (nothing points at {target!r})")
+    new = [u for u in schemas if str(u) not in schemas_before]
+    for schema in new:
+        lines.append(f"  the schema record was published: {schema} (a rerun reuses it)")
+    if uploaded:
+        lines.append(
+            f"  {len(uploaded)} blob(s) were uploaded but no record references them; "
+            "the PDS deletes them"
+        )
+    if copy_to:
+        lines.append(f"  the copies made in bucket {copy_to} were removed")
+    lines += [f"  {note}" for note in getattr(exc, "__notes__", [])]
+    lines.append("run the same command again to publish it")
+    return lines
 
 
 @contextlib.contextmanager
@@ -241,15 +282,24 @@ def promote(
     import os
 
     from atdata.atmosphere import AtmosphereIndex, PDSBlobStore
+    from atdata.atmosphere.records import SCHEMA_COLLECTION, iter_records
     from atdata.local import S3DataStore
-    from atdata.promote import promote_to_atmosphere
+    from atdata.promote import _already_promoted, promote_to_atmosphere
 
     if blobs and copy_to:
         raise CliError("--blobs and --copy-to both say where the shards go", hint="choose one")
     local_index = default_index()
     entry = local_index.get_dataset(name.removeprefix("@local/"))
     client = load_client()
+    target = new_name or entry.name
     try:
+        already = _already_promoted(client, target, entry.cid) if entry.cid else None
+        if already is not None:
+            result = {**_result(client, AtmosphereIndex(client).get_dataset(already)), "new": False}
+            if not emit(result, json_output):
+                out.print(f"already published: {result['ref']} ({already}); nothing to do")
+            return
+        schemas_before = {str(r.uri) for r in iter_records(client, SCHEMA_COLLECTION)}
         store: Any = None
         if blobs:
             store = PDSBlobStore(client)
@@ -262,21 +312,28 @@ def promote(
         with (
             _url_warnings(),
             progress(f"promoting {entry.name}", total, unit="bytes") as bar,
-            counting(client, bar),
+            counting(client, bar) as uploaded,
         ):
-            uri = promote_to_atmosphere(
-                entry,
-                _CountingIndex(local_index, bar) if copy_to else local_index,
-                client,
-                data_store=store,
-                name=new_name,
-                description=description,
-                tags=tag or None,
-                license=license,
-                require_public_urls=public_urls_only,
-            )
+            try:
+                uri = promote_to_atmosphere(
+                    entry,
+                    _CountingIndex(local_index, bar) if copy_to else local_index,
+                    client,
+                    data_store=store,
+                    name=new_name,
+                    description=description,
+                    tags=tag or None,
+                    license=license,
+                    require_public_urls=public_urls_only,
+                )
+            except KeyboardInterrupt as exc:
+                report = _interrupted(
+                    client, exc, target, entry.cid, schemas_before, uploaded, copy_to
+                )
+                err.print("\n".join(report))
+                raise typer.Exit(130) from None
         published = AtmosphereIndex(client).get_dataset(str(uri))
-        result = _result(client, published)
+        result = {**_result(client, published), "new": True}
     finally:
         client.close()
     if not emit(result, json_output):

@@ -280,9 +280,13 @@ class Index:
         limits = {k: v for k, v in (("maxcount", maxcount), ("maxsize", maxsize)) if v is not None}
         if isinstance(store, DataStore):
             shards: tuple[ShardInfo, ...] = tuple(
-                store.reshard(dataset, prefix=prefix or name, **limits)
+                store.reshard(
+                    dataset, prefix=prefix or name, sample_type=self._type_of(ref), **limits
+                )
                 if limits
-                else store.copy_shards(dataset, prefix=prefix or name)
+                else store.copy_shards(
+                    dataset, prefix=prefix or name, sample_type=self._type_of(ref)
+                )
             )
             urls = [s.url for s in shards]
         else:
@@ -291,9 +295,9 @@ class Index:
         try:
             entry = LocalDatasetEntry(name, ref, urls, meta, shards)
             self.provider.put_entry(entry, overwrite=overwrite)
-        except BaseException:
+        except BaseException as exc:
             if isinstance(store, DataStore):
-                store.delete(urls)
+                store.remove_after(exc, urls)
             raise
         return entry
 
@@ -312,6 +316,12 @@ class Index:
         entry = LocalDatasetEntry(name, ref, urls, _metadata(metadata))
         self.provider.put_entry(entry, overwrite=overwrite)
         return entry
+
+    def _type_of(self, ref: str) -> type | None:
+        """The type samples must decode as for schema ``ref`` (None: the dataset's own)."""
+        if ref.startswith((SCHEMA_REF_PREFIX, _LEGACY_PREFIX)):
+            return self.decode_schema(ref)
+        return None
 
     def _check_free(self, name: str) -> None:
         try:

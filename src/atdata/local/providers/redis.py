@@ -10,8 +10,10 @@ Keys (``{ns}`` is the optional namespace, empty by default):
 - ``{ns}atdata:entry-names``: ZSET of names, score 0 (listing in name order);
 - ``{ns}atdata:schema-refs``: ZSET of ``Name@version`` (schema listing).
 
-No lookup or listing scans the key space; :meth:`RedisProvider.reindex` does,
-once, to index data written by the seed-era library. Entry writes run as one
+No lookup or listing of an indexed name scans the key space;
+:meth:`RedisProvider.reindex` does, when the provider is made and when a name
+is not found, to index data written by the seed-era library (which writes only
+the entry and schema keys). Entry writes run as one
 Lua script, so the entry and its index keys change together; a name lookup is
 one script too (one round trip). The scripts address keys they compute, so
 this layout is for a single Redis server, not Redis Cluster.
@@ -42,6 +44,9 @@ __all__ = ["RedisProvider"]
 # Returns 1 when stored, 0 when the same entry exists, the held CID on a name clash.
 _PUT_ENTRY = """
 local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and redis.call('HGET', ARGV[4] .. held, 'name') ~= ARGV[1] then
+  held = false  -- the indexed entry vanished (or now holds another name): the name is free
+end
 if held then
   if held == ARGV[2] then return 0 end
   if ARGV[3] ~= '1' then return held end
@@ -70,7 +75,7 @@ local out = {}
 for _, name in ipairs(names) do
   local cid = redis.call('HGET', KEYS[2], name)
   if cid then
-    out[#out + 1] = {cid, redis.call('HMGET', ARGV[3] .. cid, unpack(ARGV, 4))}
+    out[#out + 1] = {name, cid, redis.call('HMGET', ARGV[3] .. cid, unpack(ARGV, 4))}
   end
 end
 return cmsgpack.pack({names[#names] or false, #names, out})
@@ -132,6 +137,7 @@ class RedisProvider(IndexProvider):
         self._page = client.register_script(_PAGE)
         with self._errors():
             client.ping()
+        self.reindex()  # entries and schemas the seed-era library wrote meanwhile
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -167,10 +173,21 @@ class RedisProvider(IndexProvider):
             name, cid = clashes[0]
             raise EntryExistsError(name, cid, self.location)
 
-    def _entry(self, cid: str | bytes, values: list[Any]) -> LocalDatasetEntry | None:
-        """The entry from its ``_FIELDS`` values; None if the hash does not exist."""
+    def _entry(
+        self, cid: str | bytes, values: list[Any], name: str | bytes | None = None
+    ) -> LocalDatasetEntry | None:
+        """The entry from its ``_FIELDS`` values; None if the hash does not exist.
+
+        With ``name`` (the indexed name), also None when the hash now holds
+        another name: the seed-era library rewrites an entry's hash when the
+        same data is indexed under a second name.
+        """
         if values[0] is None:
             return None
+        if name is not None:
+            want = name.encode() if isinstance(name, str) else name
+            if values[0] != want:
+                return None
         fields = {k: v for k, v in zip(_FIELDS, values) if v is not None}
         where = f"{self.location}, entry {cid.decode() if isinstance(cid, bytes) else cid}"
         return LocalDatasetEntry.from_fields(fields, where)
@@ -184,12 +201,17 @@ class RedisProvider(IndexProvider):
         return found
 
     def get_entry_by_name(self, name: str) -> LocalDatasetEntry:
-        with self._errors():
-            found = self._get_by_name(keys=[self._cids], args=[name, self._entry_prefix, *_FIELDS])
-        entry = self._entry(found[0], found[1]) if found else None
+        entry = self._lookup(name)
+        if entry is None and self.reindex(entries_only=True):
+            entry = self._lookup(name)  # written by the seed-era library since
         if entry is None:
             raise KeyError(f"no dataset named {name!r} in {self.location}")
         return entry
+
+    def _lookup(self, name: str) -> LocalDatasetEntry | None:
+        with self._errors():
+            found = self._get_by_name(keys=[self._cids], args=[name, self._entry_prefix, *_FIELDS])
+        return self._entry(found[0], found[1], name) if found else None
 
     def iter_entries(self) -> Iterator[LocalDatasetEntry]:
         low: bytes = b"-"
@@ -199,10 +221,10 @@ class RedisProvider(IndexProvider):
                     keys=[self._names, self._cids], args=[low, PAGE, self._entry_prefix, *_FIELDS]
                 )
             last, count, rows = msgpack.unpackb(blob, raw=True)
-            for cid, values in rows:
+            for name, cid, values in rows:
                 # Lua turns a missing field into false; a missing hash was deleted behind
                 # the index's back and is skipped
-                entry = self._entry(cid, [v if v is not False else None for v in values])
+                entry = self._entry(cid, [v if v is not False else None for v in values], name)
                 if entry is not None:
                     yield entry
             if count < PAGE:
@@ -251,11 +273,14 @@ class RedisProvider(IndexProvider):
 
     # ---------------------------------------------------------------- maintenance
 
-    def reindex(self) -> int:
+    def reindex(self, *, entries_only: bool = False) -> int:
         """Index entries and schemas written without the secondary keys (the seed-era library).
 
-        Scans the namespace's keys once; returns how many keys were indexed.
-        Entries whose name is already indexed keep the indexed CID.
+        Scans the namespace's keys once; returns how many keys were newly indexed.
+        An entry whose name is indexed to a live entry keeps that CID; a name
+        indexed to a vanished entry is pointed at the entry that now holds it.
+        Runs when the provider is made and when a name is not found, so data the
+        seed-era library writes is seen without calling this.
         """
         count = 0
         with self._errors():
@@ -264,13 +289,23 @@ class RedisProvider(IndexProvider):
                 if name is None:
                     continue
                 cid = key[len(self._entry_prefix) :]
-                self.client.hsetnx(self._cids, name, cid)
-                self.client.zadd(self._names, {name: 0})
-                count += 1
+                count += self._fix_name(self.client, name, cid)
+            if entries_only:
+                return count
             for key in self.client.scan_iter(match=f"{self._schema_prefix}*", count=1000):
-                self.client.zadd(self._schema_refs, {key[len(self._schema_prefix) :]: 0})
-                count += 1
+                count += self.client.zadd(self._schema_refs, {key[len(self._schema_prefix) :]: 0})
         return count
+
+    def _fix_name(self, client: Any, name: bytes, cid: bytes) -> int:
+        """Index ``name`` → ``cid`` unless the name is indexed to a live entry of that name."""
+        held = client.hget(self._cids, name)
+        if held == cid:
+            return 0
+        if held is not None and client.hget(self._entry_prefix.encode() + held, "name") == name:
+            return 0
+        client.hset(self._cids, name, cid)
+        client.zadd(self._names, {name: 0})
+        return 1
 
     def close(self) -> None:
         self.client.close()

@@ -13,9 +13,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
+from atdata._shard_check import CheckedStream, MemberCheck, member_checker, stored_type
 from atdata._tar import TarWriter, iter_members, iter_stream_members, map_file
 from atdata.dataset import Dataset
-from atdata.errors import ShardError
+from atdata.errors import OrphanedDataError, ShardError
 from atdata.local.entry import ShardInfo
 from atdata.protocols import DataSource
 from atdata.sample import new_key
@@ -46,8 +47,17 @@ class DataStore(ABC):
         """Copy the dataset's shards under ``prefix``; return their URLs."""
         return [s.url for s in self.copy_shards(dataset, prefix=prefix)]
 
-    def copy_shards(self, dataset: Dataset[Any], *, prefix: str) -> list[ShardInfo]:
-        """Copy every shard of ``dataset`` to ``{prefix}/data-{run}-{i:06d}.tar``, verified."""
+    def copy_shards(
+        self, dataset: Dataset[Any], *, prefix: str, sample_type: type | None = None
+    ) -> list[ShardInfo]:
+        """Copy every shard of ``dataset`` to ``{prefix}/data-{run}-{i:06d}.tar``, verified.
+
+        Each shard is checked as it streams: a whole tar whose every member is
+        a sample decoding as ``sample_type`` (default: the dataset's stored
+        type). A bad shard raises :class:`~atdata.ShardError` or
+        :class:`~atdata.SampleError` and every copy made is removed.
+        """
+        check = member_checker(sample_type or stored_type(dataset))
         source = dataset.source
         shard_ids = source.list_shards()
         if not shard_ids:
@@ -59,10 +69,11 @@ class DataStore(ABC):
         getattr(source, "client", None)  # a lazily made S3 client: make it in one thread
         try:
             if self.workers <= 1 or len(shard_ids) == 1:
-                return [self._copy_shard(source, s, u) for s, u in zip(shard_ids, urls)]
+                return [self._copy_shard(source, s, u, check) for s, u in zip(shard_ids, urls)]
             with ThreadPoolExecutor(min(self.workers, len(shard_ids))) as pool:
                 futures = [
-                    pool.submit(self._copy_shard, source, s, u) for s, u in zip(shard_ids, urls)
+                    pool.submit(self._copy_shard, source, s, u, check)
+                    for s, u in zip(shard_ids, urls)
                 ]
                 try:
                     return [f.result() for f in futures]
@@ -70,9 +81,8 @@ class DataStore(ABC):
                     for f in futures:
                         f.cancel()
                     raise
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.delete(urls)
+        except BaseException as exc:
+            self.remove_after(exc, urls)
             raise
 
     def reshard(
@@ -82,6 +92,7 @@ class DataStore(ABC):
         prefix: str,
         maxcount: int | None = None,
         maxsize: int | None = None,
+        sample_type: type | None = None,
     ) -> list[ShardInfo]:
         """Copy every sample of ``dataset`` into new shards of at most ``maxcount`` samples
         and ``maxsize`` bytes, under ``{prefix}/data-{run}-{i:06d}.tar``, verified.
@@ -89,7 +100,8 @@ class DataStore(ABC):
         Samples are copied as stored (keys and bytes kept, nothing decoded), in
         order. Each new shard is built in a temporary local file, then stored,
         so memory holds one sample at a time. A sample larger than ``maxsize``
-        gets a shard of its own. A failure removes every shard stored so far.
+        gets a shard of its own. With ``sample_type``, every sample is checked to
+        decode as it before anything is stored. A failure removes every shard stored so far.
         """
         for label, limit in (("maxcount", maxcount), ("maxsize", maxsize)):
             if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -119,7 +131,9 @@ class DataStore(ABC):
         try:
             with tempfile.TemporaryDirectory(prefix="atdata-reshard-") as tmp:
                 writer: TarWriter | None = None
-                for key, payload in _raw_samples(source, shard_ids):
+                for key, payload in _raw_samples(
+                    source, shard_ids, member_checker(sample_type) if sample_type else None
+                ):
                     size = len(payload)
                     if (
                         writer is None
@@ -137,13 +151,34 @@ class DataStore(ABC):
                 if writer is None:
                     raise ValueError("the dataset has no samples to copy")
                 store(writer)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.delete(urls)
+        except BaseException as exc:
+            self.remove_after(exc, urls)
             raise
         return stored
 
-    def _copy_shard(self, source: DataSource, shard_id: str, url: str) -> ShardInfo:
+    def remove_after(self, exc: BaseException, urls: Sequence[str]) -> None:
+        """Remove ``urls`` after ``exc`` ended a write; if that fails, say what is left behind.
+
+        Raises :class:`~atdata.OrphanedDataError` (from ``exc``) listing the URLs
+        that may remain; for an interrupt, the list is added to it as a note.
+        """
+        try:
+            self.delete(urls)
+        except Exception as cleanup:
+            if isinstance(cleanup, OrphanedDataError):
+                orphaned, reason = cleanup.orphaned, cleanup.reason
+            else:
+                orphaned, reason = list(urls), f"{type(cleanup).__name__}: {cleanup}"
+            if not isinstance(exc, Exception):
+                exc.add_note(f"removing the copies failed ({reason}); left behind: {orphaned}")
+                return
+            raise OrphanedDataError(
+                f"{exc}; removing the copies failed too ({reason})", orphaned
+            ) from exc
+
+    def _copy_shard(
+        self, source: DataSource, shard_id: str, url: str, check: MemberCheck
+    ) -> ShardInfo:
         try:
             stream = source.open_shard(shard_id)
         except KeyError as exc:
@@ -151,7 +186,7 @@ class DataStore(ABC):
         except OSError as exc:
             raise ShardError(redact_url(shard_id), f"cannot open ({exc})") from None
         with contextlib.closing(stream):
-            reader = HashingReader(stream)
+            reader = HashingReader(CheckedStream(stream, redact_url(shard_id), check))
             self.put(reader, url, shard_id)
         info = ShardInfo(url, reader.size, reader.hexdigest())
         self.verify_written(info)
@@ -196,8 +231,11 @@ class DataStore(ABC):
         return f"{type(self).__name__}({self.location!r})"
 
 
-def _raw_samples(source: DataSource, shard_ids: Sequence[str]) -> Iterator[tuple[str, Any]]:
-    """``(key, msgpack payload)`` of every sample of the shards, in order, undecoded."""
+def _raw_samples(
+    source: DataSource, shard_ids: Sequence[str], check: MemberCheck | None = None
+) -> Iterator[tuple[str, Any]]:
+    """``(key, msgpack payload)`` of every sample of the shards, in order, undecoded
+    (each checked first by ``check``, when given)."""
     for shard_id in shard_ids:
         where = redact_url(shard_id)
         try:
@@ -217,6 +255,8 @@ def _raw_samples(source: DataSource, shard_ids: Sequence[str]) -> Iterator[tuple
             else:
                 members = iter_stream_members(stream, where)
             for name, off, payload in members:
+                if check is not None:
+                    check(where, name, off, payload)
                 key = name[: -len(_SUFFIX)]
                 if not name.endswith(_SUFFIX) or "." in key.rsplit("/", 1)[-1]:
                     raise ShardError(

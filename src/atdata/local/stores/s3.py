@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from atdata.errors import ShardError
+from atdata.errors import OrphanedDataError, ShardError
 from atdata.local.entry import ShardInfo
 from atdata.local.stores.base import DataStore, HashingReader
 from atdata.protocols import DataSource
@@ -169,11 +169,31 @@ class S3DataStore(DataStore):
             )
 
     def delete(self, urls: Sequence[str]) -> None:
+        """Remove these objects; :class:`~atdata.OrphanedDataError` lists any that remain."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         keys = [self._key(u) for u in urls if self.owns(u)]
+        failed: list[str] = []
+        reasons: set[str] = set()
         for start in range(0, len(keys), 1000):
-            objects = [{"Key": k} for k in keys[start : start + 1000]]
-            self.client.delete_objects(
-                Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+            batch = keys[start : start + 1000]
+            try:
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+                )
+            except (ClientError, BotoCoreError) as exc:
+                failed += batch
+                reasons.add(f"{type(exc).__name__}: {exc}")
+                continue
+            for error in answer.get("Errors", []):
+                failed.append(error.get("Key", "?"))
+                reasons.add(str(error.get("Code", "error")))
+        if failed:
+            raise OrphanedDataError(
+                f"{self.location}: {len(failed)} object(s) could not be deleted "
+                f"({'; '.join(sorted(reasons))})",
+                [self.url_for(k) for k in failed],
             )
 
     def owns(self, url: str) -> bool:
