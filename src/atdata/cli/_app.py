@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from atdata.cli import datasets, diagnose, index, login, publish, schema, stack
+from atdata.cli import appview, datasets, diagnose, index, login, publish, schema, stack
 from atdata.cli._common import CliError, err, settings
 from atdata.cli._errors import explain
 
@@ -88,6 +88,8 @@ app.command("publish")(publish.publish)
 app.command("promote")(publish.promote)
 app.command("diagnose")(diagnose.diagnose)
 app.add_typer(stack.app, name="stack")
+app.add_typer(appview.app, name="appview")
+app.command("search")(appview.search)
 
 
 def run(argv: list[str]) -> int:
