@@ -81,14 +81,21 @@ def test_text_search_ranks_name_matches_first_and_filters(store: AppViewStore) -
     store.apply(
         Changes(
             upserts=[
-                dataset(DID_A, "r01", "street scenes", description="cats on a street",
-                        tags=["vision", "cats"], license="MIT"),
-                dataset(DID_B, "r02", "cats", description="photos", tags=["vision"],
-                        license="CC-BY-4.0"),
+                dataset(
+                    DID_A,
+                    "r01",
+                    "street scenes",
+                    description="cats on a street",
+                    tags=["vision", "cats"],
+                    license="MIT",
+                ),
+                dataset(
+                    DID_B, "r02", "cats", description="photos", tags=["vision"], license="CC-BY-4.0"
+                ),
                 dataset(DID_B, "r03", "audio clips", description="no felines here", tags=["audio"]),
             ]
         )
-    )  # fmt: skip
+    )
     assert names(search(store, "cats")) == ["cats", "street scenes"]
     assert names(search(store, "cats", tags=("vision", "cats"))) == ["street scenes"]
     assert names(search(store, "cats", repo=DID_B)) == ["cats"]
@@ -116,10 +123,15 @@ def test_fts_syntax_in_q_is_only_ever_words(store: AppViewStore) -> None:
 @pytest.mark.parametrize("q", [None, "common"])
 def test_keyset_pages_cover_everything_once(store: AppViewStore, q: str | None) -> None:
     rows = [
-        dataset(DID_A if i % 2 else DID_B, f"r{i:02d}", f"set {i}",
-                description="common " * (i % 4 + 1), createdAt="2026-01-01T00:00:00Z")
+        dataset(
+            DID_A if i % 2 else DID_B,
+            f"r{i:02d}",
+            f"set {i}",
+            description="common " * (i % 4 + 1),
+            createdAt="2026-01-01T00:00:00Z",
+        )
         for i in range(23)
-    ]  # fmt: skip
+    ]
     store.apply(Changes(upserts=rows))
     seen: list[str] = []
     cursor = None
@@ -180,15 +192,33 @@ def test_cursor_and_records_commit_together_or_not_at_all(store: AppViewStore) -
 
 def test_lenses_schemas_and_handles(store: AppViewStore) -> None:
     schema = RecordRow(
-        SCHEMA_URI, DID_A, SCHEMA, "s1", "bafys1",
-        {"$type": SCHEMA, "name": "Img", "version": "1.0.0", "fields": [],
-         "createdAt": "2026-01-01T00:00:00Z"},
-    )  # fmt: skip
+        SCHEMA_URI,
+        DID_A,
+        SCHEMA,
+        "s1",
+        "bafys1",
+        {
+            "$type": SCHEMA,
+            "name": "Img",
+            "version": "1.0.0",
+            "fields": [],
+            "createdAt": "2026-01-01T00:00:00Z",
+        },
+    )
     lens = RecordRow(
-        f"at://{DID_B}/{LENS}/l1", DID_B, LENS, "l1", "bafyl1",
-        {"$type": LENS, "name": "a2b", "sourceSchema": SCHEMA_URI,
-         "targetSchema": f"at://{DID_B}/{SCHEMA}/s2", "createdAt": "2026-01-01T00:00:00Z"},
-    )  # fmt: skip
+        f"at://{DID_B}/{LENS}/l1",
+        DID_B,
+        LENS,
+        "l1",
+        "bafyl1",
+        {
+            "$type": LENS,
+            "name": "a2b",
+            "sourceSchema": SCHEMA_URI,
+            "targetSchema": f"at://{DID_B}/{SCHEMA}/s2",
+            "createdAt": "2026-01-01T00:00:00Z",
+        },
+    )
     store.apply(Changes(upserts=[schema, lens]))
     assert store.lens_edges() == [(lens.uri, SCHEMA_URI, f"at://{DID_B}/{SCHEMA}/s2")]
     page = store.list_records(SCHEMA, repo=DID_A, limit=10, cursor=None, where=[("name", "Img")])

@@ -72,10 +72,13 @@ def to_json_form(value: Any, *, blob: bool = False) -> Any:
     if isinstance(value, dict):
         is_blob = value.get("$type") == "blob"
         return {
-            k: ({"$link": cid_str(v)} if is_blob and k == "ref" and isinstance(v, bytes)
-                else to_json_form(v))
+            k: (
+                {"$link": cid_str(v)}
+                if is_blob and k == "ref" and isinstance(v, bytes)
+                else to_json_form(v)
+            )
             for k, v in value.items()
-        }  # fmt: skip
+        }
     if isinstance(value, list):
         return [to_json_form(v) for v in value]
     if isinstance(value, bytes):
@@ -166,10 +169,12 @@ class Ingester:
         if not isinstance(did, str) or not isinstance(ops, list):
             raise RepoVerificationError(f"{host}: #commit without repo or ops")
         ours = [
-            op for op in ops
-            if isinstance(op, dict) and isinstance(op.get("path"), str)
+            op
+            for op in ops
+            if isinstance(op, dict)
+            and isinstance(op.get("path"), str)
             and op["path"].split("/", 1)[0] in self.collections
-        ]  # fmt: skip
+        ]
         if not ours:
             return None
         if body.get("tooBig"):
@@ -281,10 +286,13 @@ class Ingester:
                     Changes(
                         upserts=rows,
                         replace={did},
-                        accounts=[self._account(did, ident, host, rev=commit.rev, active=True,
-                                                status=None)],
+                        accounts=[
+                            self._account(
+                                did, ident, host, rev=commit.rev, active=True, status=None
+                            )
+                        ],
                     )
-                )  # fmt: skip
+                )
             return len(rows)
         return 0
 
@@ -295,9 +303,11 @@ class Ingester:
                 return
             try:
                 self.backfill_repo(
-                    host, repo["did"], active=repo.get("active", True) is not False,
+                    host,
+                    repo["did"],
+                    active=repo.get("active", True) is not False,
                     status=repo.get("status"),
-                )  # fmt: skip
+                )
             except (AtdataError, httpx.HTTPError, ValueError) as exc:
                 self.count("backfill_errors", f"{repo['did']} on {host}: {exc}")
         with self._write:
@@ -319,9 +329,14 @@ def _ws_url(host: str, cursor: int | None) -> str:
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     query = urlencode({"cursor": cursor}) if cursor is not None else ""
     return urlunsplit(
-        (scheme, parts.netloc, parts.path.rstrip("/") + "/xrpc/com.atproto.sync.subscribeRepos",
-         query, "")
-    )  # fmt: skip
+        (
+            scheme,
+            parts.netloc,
+            parts.path.rstrip("/") + "/xrpc/com.atproto.sync.subscribeRepos",
+            query,
+            "",
+        )
+    )
 
 
 def _event_time(body: dict[str, Any]) -> float | None:
@@ -385,9 +400,12 @@ class HostFollower:
             cursor = state.get("cursor")
             try:
                 with connect(
-                    _ws_url(self.host, cursor), max_size=MAX_FRAME_BYTES, open_timeout=10,
-                    close_timeout=2, proxy=None,
-                ) as ws:  # fmt: skip
+                    _ws_url(self.host, cursor),
+                    max_size=MAX_FRAME_BYTES,
+                    open_timeout=10,
+                    close_timeout=2,
+                    proxy=None,
+                ) as ws:
                     self.connected = True
                     log.info("following %s from cursor %s", self.host, cursor)
                     if not state.get("backfilled"):

@@ -134,7 +134,8 @@ def build_app(view: AppView) -> Starlette:
     """The Starlette application of ``view`` (its lifespan starts and stops ingestion)."""
     store = view.store
 
-    def resolve_repo(value: str | None) -> str | None:
+    def resolve_repo(value: str | None, *, strict: bool = False) -> str | None:
+        """The DID for a handle or DID; for listings an unknown handle matches nothing ("")."""
         if value is None:
             return None
         if value.startswith("did:"):
@@ -145,9 +146,9 @@ def build_app(view: AppView) -> Starlette:
         if not is_valid_handle(handle):
             raise BadParam(f"repo: {value[:80]!r} is neither a DID nor a handle")
         did = store.did_for_handle(handle)
-        if did is None:
+        if did is None and strict:
             raise NotFound(f"no indexed repository has the handle {handle!r}")
-        return did
+        return did or ""
 
     def search_datasets(p: _Params) -> dict[str, Any]:
         params = SearchParams(
@@ -186,7 +187,7 @@ def build_app(view: AppView) -> Starlette:
         return handler
 
     def resolve_schema(p: _Params) -> dict[str, Any]:
-        did = resolve_repo(p.one("repo", required=True, max_len=300))
+        did = resolve_repo(p.one("repo", required=True, max_len=300), strict=True)
         name = p.one("name", required=True, max_len=200)
         version = p.one("version", max_len=100)
         rows: list[dict[str, Any]] = []
@@ -204,8 +205,13 @@ def build_app(view: AppView) -> Starlette:
         if not rows:
             wanted = f"{name}@{version}" if version else str(name)
             raise NotFound(f"no schema {wanted!r} published by {did}")
-        best = max(rows, key=lambda r: (_version_key(str(r["record"].get("version", ""))),
-                                        r["record"].get("createdAt", "")))  # fmt: skip
+        best = max(
+            rows,
+            key=lambda r: (
+                _version_key(str(r["record"].get("version", ""))),
+                r["record"].get("createdAt", ""),
+            ),
+        )
         return _flatten(best)
 
     def list_lenses(p: _Params) -> dict[str, Any]:
@@ -217,9 +223,11 @@ def build_app(view: AppView) -> Starlette:
         if target:
             where.append(("target_schema", target))
         page = store.list_records(
-            LENS, limit=parse_limit(p.one("limit")), cursor=p.one("cursor", max_len=2048),
+            LENS,
+            limit=parse_limit(p.one("limit")),
+            cursor=p.one("cursor", max_len=2048),
             where=where,
-        )  # fmt: skip
+        )
         return _page("lenses", page)
 
     def find_readable_as(p: _Params) -> dict[str, Any]:
@@ -248,9 +256,10 @@ def build_app(view: AppView) -> Starlette:
             )
         )
         body: dict[str, Any] = {
-            "datasets": [_flatten(r, lenses=paths.get(r["record"].get("schemaRef"), []))
-                         for r in page.rows]
-        }  # fmt: skip
+            "datasets": [
+                _flatten(r, lenses=paths.get(r["record"].get("schemaRef"), [])) for r in page.rows
+            ]
+        }
         if page.cursor:
             body["cursor"] = page.cursor
         return body

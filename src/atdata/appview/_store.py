@@ -248,14 +248,25 @@ class SqlStore(AppViewStore):
                     ),
                     [
                         (
-                            r["uri"], r["did"], r["collection"], r["rkey"], r["cid"], r["record"],
-                            r["name"], r["version"], r["schema_ref"], r["source_schema"],
-                            r["target_schema"], r["license"], r["created_at"], r["indexed_at"],
+                            r["uri"],
+                            r["did"],
+                            r["collection"],
+                            r["rkey"],
+                            r["cid"],
+                            r["record"],
+                            r["name"],
+                            r["version"],
+                            r["schema_ref"],
+                            r["source_schema"],
+                            r["target_schema"],
+                            r["license"],
+                            r["created_at"],
+                            r["indexed_at"],
                             r["search_text"],
                         )
                         for r in rows
                     ],
-                )  # fmt: skip
+                )
                 tags = [(r["uri"], t) for r in rows for t in r["tags"]]
                 if tags:
                     cur.executemany(sql("INSERT INTO record_tags (uri, tag) VALUES (?, ?)"), tags)
@@ -349,7 +360,7 @@ class SqlStore(AppViewStore):
         if params.schemas:
             clauses.append("r.schema_ref IN (" + ", ".join("?" * len(params.schemas)) + ")")
             args.extend(params.schemas)
-        if params.repo:
+        if params.repo is not None:
             clauses.append("r.did = ?")
             args.append(params.repo)
         if params.license:
@@ -402,7 +413,7 @@ class SqlStore(AppViewStore):
     ) -> Page:
         clauses = ["r.collection = ?"]
         args: list[Any] = [collection]
-        if repo:
+        if repo is not None:
             clauses.append("r.did = ?")
             args.append(repo)
         for column, value in where:

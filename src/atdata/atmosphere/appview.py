@@ -59,9 +59,14 @@ class AppViewEntry:
         """From one row of an AppView answer."""
         record = {k: v for k, v in row.items() if k not in _ROW_KEYS}
         return cls(
-            str(row["uri"]), row.get("cid"), str(row["did"]), row.get("handle"), record,
-            tuple(row.get("lenses") or ()), view,
-        )  # fmt: skip
+            str(row["uri"]),
+            row.get("cid"),
+            str(row["did"]),
+            row.get("handle"),
+            record,
+            tuple(row.get("lenses") or ()),
+            view,
+        )
 
     @property
     def name(self) -> str:
@@ -210,9 +215,16 @@ class AppViewClient:
         """Datasets matching words / ``"phrases"`` in ``q`` and every filter, best first."""
         data = self.query(
             "searchDatasets",
-            {"q": q, "tags": tuple(tags), "schema": schema, "repo": repo, "license": license,
-             "limit": limit, "cursor": cursor},
-        )  # fmt: skip
+            {
+                "q": q,
+                "tags": tuple(tags),
+                "schema": schema,
+                "repo": repo,
+                "license": license,
+                "limit": limit,
+                "cursor": cursor,
+            },
+        )
         return self._page(data, "datasets")
 
     def list_datasets(
@@ -237,9 +249,13 @@ class AppViewClient:
         )
 
     def list_schemas(
-        self, repo: str | None = None, *, name: str | None = None, limit: int = 100,
+        self,
+        repo: str | None = None,
+        *,
+        name: str | None = None,
+        limit: int = 100,
         cursor: str | None = None,
-    ) -> list[Record]:  # fmt: skip
+    ) -> list[Record]:
         """Schema records, newest first."""
         data = self.query(
             "listSchemas", {"repo": repo, "name": name, "limit": limit, "cursor": cursor}
@@ -265,9 +281,10 @@ class AppViewClient:
         else:
             identity = schema_identity(schema)
             uris = [
-                r.uri for r in self.list_schemas(name=schema.__name__)
+                r.uri
+                for r in self.list_schemas(name=schema.__name__)
                 if r.get("module") in (None, identity)
-            ]  # fmt: skip
+            ]
         page = AppViewPage()
         seen: set[str] = set()
         for uri in uris:

@@ -41,8 +41,17 @@ def start_appview(
     db = db or f"sqlite:///{state / 'appview.db'}"
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "atdata.cli", "appview", "serve", "--db", db,
-           "--listen", f"127.0.0.1:{port}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "atdata.cli",
+        "appview",
+        "serve",
+        "--db",
+        db,
+        "--listen",
+        f"127.0.0.1:{port}",
+    ]
     for host in hosts:
         cmd += ["--host", host]
     extra = {"PYTHONUNBUFFERED": "1"}
@@ -56,9 +65,14 @@ def start_appview(
         return httpx.get(url + "/health", timeout=2.0, trust_env=False).status_code == 200
 
     server = LocalServer(
-        name="appview", url=url, env={"ATDATA_APPVIEW_URL": url}, data_dir=state,
-        process=proc, remove_data=remove, extra={"log": str(log), "db": db},
-    )  # fmt: skip
+        name="appview",
+        url=url,
+        env={"ATDATA_APPVIEW_URL": url},
+        data_dir=state,
+        process=proc,
+        remove_data=remove,
+        extra={"log": str(log), "db": db},
+    )
     try:
         wait_until(healthy, timeout=timeout, what="AppView", log=log, process=proc)
     except BaseException:
