@@ -25,7 +25,7 @@ import pytest
 from helpers import private_atdata_home  # noqa: F401 - autouse fixture
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-TUTORIALS = ["quickstart", "local-workflow", "atmosphere-publishing", "promotion"]
+TUTORIALS = ["quickstart", "local-workflow", "atmosphere-publishing", "promotion", "discovery"]
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
 
@@ -61,6 +61,7 @@ def page_env(
     s3_env: dict[str, str],
     s3_bucket: str,
     pds_account: dict[str, str],
+    appview_server: Any,
 ) -> Iterator[Path]:
     """A working directory and the settings `atdata stack up` would print, for one page."""
     for key in list(os.environ):
@@ -74,6 +75,7 @@ def page_env(
         "ATDATA_PLC_URL": pds_account["plc_url"],
         "ATDATA_HANDLE": pds_account["handle"],
         "ATDATA_APP_PASSWORD": pds_account["password"],
+        "ATDATA_APPVIEW_URL": appview_server.url,
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
