@@ -21,17 +21,25 @@ class Identity:
     pds: str | None
 
 
+_RESERVED_TLDS = {"test", "example", "invalid", "localhost", "local"}
+"""Top-level domains that never resolve on the public internet (RFC 2606, RFC 6762)."""
+
+
 class Identities:
     """DID -> :class:`Identity`, cached for ``ttl`` seconds and refreshed on demand.
 
-    The handle is the first ``at://`` alias of the document that resolves back to
-    the same DID (bidirectional check); otherwise None.
+    The handle is the first ``at://`` alias of the document, kept only if the handle
+    resolves back to the same DID (bidirectional check); otherwise None. A handle is
+    resolved by its own HTTPS/DNS records; only a handle under one of the user domains
+    the account's PDS declares (``describeServer``), such as ``.test`` on a local PDS,
+    is resolved by asking that PDS.
     """
 
     def __init__(self, plc_url: str | None = None, *, ttl: float = 3600.0) -> None:
         self.resolver = IdentityResolver(plc_url, ttl=ttl)
         self._ttl = ttl
         self._cache: dict[str, tuple[float, Identity]] = {}
+        self._domains: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -73,10 +81,40 @@ class Identities:
         for alias in doc.get("alsoKnownAs") or []:
             if isinstance(alias, str) and alias.startswith("at://"):
                 candidate = alias[len("at://") :].lower()
-                try:
-                    if self.resolver.resolve_handle(candidate, pds_url=pds) == did:
-                        handle = candidate
-                except IdentityError:
-                    pass
+                if self._handle_did(candidate, pds) == did:
+                    handle = candidate
                 break
         return Identity(did, did_key, handle, pds)
+
+    def _handle_did(self, handle: str, pds: str | None) -> str | None:
+        """The DID ``handle`` resolves to, by its own records or, for its domains, its PDS."""
+        resolver = self.resolver
+        resolver.forget(handle)
+        if handle.rsplit(".", 1)[-1] not in _RESERVED_TLDS:
+            did = resolver._resolve_handle_https(handle) or resolver._resolve_handle_dns(handle)
+            if did:
+                return did
+        if pds and any(handle.endswith(d) for d in self._user_domains(pds)):
+            try:
+                return resolver.resolve_handle(handle, pds_url=pds)
+            except IdentityError:
+                return None
+        return None
+
+    def _user_domains(self, pds: str) -> list[str]:
+        hit = self._domains.get(pds)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            data = self.resolver._get_json(
+                pds + "/xrpc/com.atproto.server.describeServer", "describeServer"
+            )
+        except IdentityError:
+            return []
+        domains = [
+            d
+            for d in data.get("availableUserDomains") or []
+            if isinstance(d, str) and d.startswith(".")
+        ]
+        self._domains[pds] = (time.monotonic() + self._ttl, domains)
+        return domains

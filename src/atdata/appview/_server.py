@@ -322,6 +322,7 @@ def build_app(view: AppView) -> Starlette:
             Route("/health", health, methods=["GET"]),
             Route("/xrpc/_health", health, methods=["GET"]),
             Route("/.well-known/did.json", did_json, methods=["GET"]),
+            *view.routes,
         ],
         lifespan=view.lifespan,
     )

@@ -28,6 +28,9 @@ def default_db_url() -> str:
 class AppView:
     """Follow ``hosts`` into ``store`` and answer queries (see :attr:`app`).
 
+    ``routes`` (Starlette routes) are served next to the XRPC ones, e.g. web pages that
+    read :attr:`store`.
+
     Example::
 
         view = AppView(["https://bsky.network"], "sqlite:////srv/appview.db")
@@ -42,6 +45,7 @@ class AppView:
         plc_url: str | None = None,
         service_did: str | None = None,
         public_url: str | None = None,
+        routes: Sequence[Any] = (),
     ) -> None:
         from atdata import __version__
 
@@ -53,6 +57,7 @@ class AppView:
         self.followers = [HostFollower(self.ingester, h) for h in dict.fromkeys(hosts)]
         self.service_did = service_did
         self.public_url = public_url
+        self.routes = list(routes)
         self.version = __version__
         self.started = time.time()
         self._app: Any = None
