@@ -45,7 +45,7 @@ DATASET = "ac.foundation.dataset.record"
 
 def _p99(values: list[float]) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
 # --------------------------------------------------------------------------- ingest
@@ -319,6 +319,7 @@ def search_rows(quick: bool, tmp: Path) -> list[dict[str, Any]]:
         for backend, url in (("SQLite", f"sqlite:///{tmp / 'search.db'}"), ("PostgreSQL", pg.url)):
             store = open_store(url)
             load_s = _load(store, rows)
+            store.maintain()
             with (
                 _served(store) as base,
                 httpx.Client(base_url=base, trust_env=False, timeout=30) as http,

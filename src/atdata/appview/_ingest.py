@@ -312,6 +312,7 @@ class Ingester:
                 self.count("backfill_errors", f"{repo['did']} on {host}: {exc}")
         with self._write:
             self.store.apply(Changes(backfilled=host))
+            self.store.maintain()
         log.info("backfilled %s", host)
 
     def apply(self, changes: Changes) -> None:

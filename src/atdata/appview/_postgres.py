@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,29 +79,32 @@ class PostgresStore(SqlStore):
         self._psycopg = psycopg
         self.dsn = dsn
         self.location = f"PostgreSQL AppView store {_describe(dsn)}"
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
         self._all: list[Any] = []
         self._all_lock = threading.Lock()
         self._write = threading.Lock()
         self._migrate()
 
-    def _conn(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
+    def _acquire(self) -> Any:
+        """An idle connection (the most recently used: warm), or a new one."""
+        while True:
             try:
-                conn = self._psycopg.connect(self.dsn, connect_timeout=10)
-            except self._psycopg.Error as exc:
-                raise StoreError(
-                    f"{self.location}: cannot connect ({type(exc).__name__})"
-                ) from None
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                break
+            if not conn.closed:
+                return conn
+        try:
+            conn = self._psycopg.connect(self.dsn, connect_timeout=10)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"{self.location}: cannot connect ({type(exc).__name__})") from None
+        with self._all_lock:
+            self._all.append(conn)
         return conn
 
     @contextmanager
     def _transaction(self, write: bool = True) -> Iterator[Any]:
-        conn = self._conn()
+        conn = self._acquire()
         try:
             if write:
                 # One writer at a time keeps the rev checks of concurrent followers exact.
@@ -113,6 +117,14 @@ class PostgresStore(SqlStore):
             raise StoreError(
                 f"{self.location}: {type(exc).__name__}: {exc}".splitlines()[0]
             ) from None
+        finally:
+            self._idle.put(conn)
+
+    def maintain(self) -> None:
+        """Refresh the planner's statistics (after a backfill or a bulk load)."""
+        with self._transaction() as cur:
+            cur.execute("ANALYZE records")
+            cur.execute("ANALYZE record_tags")
 
     def _search_sql(self, params: SearchParams, key: list[Any] | None) -> tuple[str, list[Any]]:
         assert params.text is not None

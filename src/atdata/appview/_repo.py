@@ -98,6 +98,8 @@ class Blocks:
     def __init__(self, roots: list[bytes], raw: dict[bytes, bytes], where: str) -> None:
         self.roots = roots
         self._raw = raw
+        self._decoded: dict[bytes, Any] = {}
+        self.nodes: dict[bytes, Any] = {}
         self.where = where
 
     def __contains__(self, cid: bytes) -> bool:
@@ -105,16 +107,20 @@ class Blocks:
 
     def get(self, cid: bytes) -> Any:
         """The decoded block ``cid``; raises if it is missing or does not hash to its CID."""
+        if cid in self._decoded:
+            return self._decoded[cid]
         raw = self._raw.get(cid)
         if raw is None:
             raise RepoVerificationError(f"{self.where}: block {cid_str(cid)} is missing")
         _check_hash(cid, raw, self.where)
         try:
-            return libipld.decode_dag_cbor(raw)
+            value = libipld.decode_dag_cbor(raw)
         except ValueError as exc:
             raise RepoVerificationError(
                 f"{self.where}: block {cid_str(cid)} is not DAG-CBOR ({exc})"
             ) from None
+        self._decoded[cid] = value
+        return value
 
 
 def read_car(data: bytes, where: str) -> Blocks:
@@ -188,6 +194,8 @@ def _entries(
     blocks: Blocks, node_cid: bytes
 ) -> tuple[bytes | None, list[tuple[bytes, bytes, Any]]]:
     """(left subtree, [(key, value cid, right subtree)]) of one MST node."""
+    if node_cid in blocks.nodes:
+        return blocks.nodes[node_cid]
     node = blocks.get(node_cid)
     if not isinstance(node, dict) or not isinstance(node.get("e"), list):
         raise RepoVerificationError(f"{blocks.where}: MST node {cid_str(node_cid)} is malformed")
@@ -205,6 +213,7 @@ def _entries(
             )
         key = key[:prefix] + entry["k"]
         out.append((key, entry.get("v"), entry.get("t")))
+    blocks.nodes[node_cid] = (node.get("l"), out)
     return node.get("l"), out
 
 

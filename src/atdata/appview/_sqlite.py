@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -52,7 +53,7 @@ class SqliteStore(SqlStore):
         self.path = Path(path).expanduser()
         self.location = f"SQLite AppView store {self.path}"
         self._lock = threading.Lock()
-        self._local = threading.local()
+        self._idle: queue.LifoQueue[sqlite3.Connection] = queue.LifoQueue()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = self._connect()
@@ -67,10 +68,11 @@ class SqliteStore(SqlStore):
         return conn
 
     def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
+        """An idle reader (the most recently used, so its page cache is warm), or a new one."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._connect()
 
     @contextmanager
     def _transaction(self, write: bool = True) -> Iterator[Any]:
@@ -86,12 +88,14 @@ class SqliteStore(SqlStore):
                         raise
                     cur.execute("COMMIT")
             else:
-                cur = self._reader().cursor()
+                conn = self._reader()
+                cur = conn.cursor()
                 cur.execute("BEGIN")
                 try:
                     yield cur
                 finally:
                     cur.execute("COMMIT")
+                    self._idle.put(conn)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.location}: {exc}") from None
 
@@ -129,6 +133,17 @@ class SqliteStore(SqlStore):
         outer += " ORDER BY s.rank, s.created_at DESC, s.uri LIMIT ?"
         return outer, [*args, params.limit + 1]
 
+    def maintain(self) -> None:
+        """Refresh the query planner's statistics and merge the full-text index segments."""
+        with self._transaction() as cur:
+            cur.execute("INSERT INTO records_fts (records_fts) VALUES ('optimize')")
+            cur.execute("ANALYZE")
+
     def close(self) -> None:
-        """Close the writer connection (readers close with their threads)."""
+        """Close every connection."""
         self._writer.close()
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return

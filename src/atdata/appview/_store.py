@@ -168,6 +168,9 @@ class AppViewStore(ABC):
     def counts(self) -> dict[str, int]:
         """Visible records per collection, plus ``accounts``."""
 
+    def maintain(self) -> None:  # noqa: B027 - stores without upkeep keep this no-op
+        """Refresh statistics and indexes after bulk writes (a backfill)."""
+
     def close(self) -> None:  # noqa: B027 - stores without resources keep this no-op
         """Release connections."""
 
