@@ -377,6 +377,41 @@ def test_invalid_records_are_dropped_and_counted(fed: Federation, view: View) ->
     assert view.client.describe()["dropped"]["invalid_records"] >= before + 2
 
 
+def test_backfill_walks_a_deep_tree_and_skips_other_collections(
+    fed: Federation, tmp_path: Path
+) -> None:
+    from atdata.atmosphere import DatasetPublisher
+
+    acc = fed.account(fed.b)
+    schema = str(acc.index.publish_schema(Reading, version="1.0.0"))
+    for i in range(20):  # records of other applications, before and after ours in key order
+        acc.client.create_record("app.example.note", {"$type": "app.example.note", "n": i})
+        acc.client.create_record("zz.example.note", {"$type": "zz.example.note", "n": i})
+    uris = DatasetPublisher(acc.client).publish_many(
+        {
+            "urls": [f"https://data.example.org/deep-{i}.tar"],
+            "schema_uri": schema,
+            "name": f"deep-{i}",
+            "description": "deep tree wombat",
+        }
+        for i in range(80)
+    )
+    view = View(fed, [fed.b.url], f"sqlite:///{tmp_path / 'appview.db'}", tmp_path).start()
+    try:
+        listed = wait_for(
+            lambda: (
+                len(view.client.list_datasets(acc.did, limit=100)) == 80
+                and view.client.list_datasets(acc.did, limit=100)
+            ),
+            "all 80 datasets by backfill",
+        )
+        assert {e.uri for e in listed} == {str(u).split("#")[0] for u in uris}
+        counts = view.client.describe()["counts"]
+        assert not any("example" in k for k in counts)
+    finally:
+        view.stop()
+
+
 # --------------------------------------------------------------------------- hostile hosts
 
 
