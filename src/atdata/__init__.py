@@ -16,6 +16,7 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from atdata._locations import MirroredSource, NoValidLocationError, ShardLocations
 from atdata.batch import SampleBatch
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
@@ -70,6 +71,8 @@ __all__ = [
     "Lens",
     "LensNetwork",
     "LensNotFoundError",
+    "MirroredSource",
+    "NoValidLocationError",
     "Packable",
     "PackableSample",
     "S3Source",
@@ -77,6 +80,7 @@ __all__ = [
     "SampleError",
     "SchemaError",
     "ShardError",
+    "ShardLocations",
     "ShardWriter",
     "URLSource",
     "__version__",

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from atdata._locations import NoValidLocationError
 from atdata.errors import ShardError
 from atdata.protocols import DataSource
 from atdata.sources import S3Source, redact_url
@@ -53,7 +54,7 @@ def default_cache_dir() -> Path:
 
 def _retryable(exc: BaseException) -> bool:
     """False for errors no retry can fix: an unknown shard id, bad credentials, a bad request."""
-    if isinstance(exc, KeyError | TypeError | ValueError):
+    if isinstance(exc, KeyError | TypeError | ValueError | NoValidLocationError):
         return False
     response = getattr(exc, "response", None)  # botocore ClientError
     status = response.get("ResponseMetadata", {}).get("HTTPStatusCode") if response else None
@@ -230,8 +231,8 @@ class ShardCache:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
         assert last is not None
-        if isinstance(last, KeyError):
-            raise last
+        if isinstance(last, KeyError | NoValidLocationError):
+            raise last  # a MirroredSource already tried every location
         tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
         raise ShardError(redact_url(shard_id), f"download failed after {tries}: {_reason(last)}")
 
@@ -350,7 +351,11 @@ class S3Object:
 
 
 def opener_for(source: DataSource, shard_id: str) -> Opener:
-    """How to download one shard of ``source``: an :class:`S3Object` for S3, else ``open_shard``."""
+    """How to download one shard of ``source``: an :class:`S3Object` for S3, the source's own
+    ``fetcher`` when it has one (a :class:`~atdata.MirroredSource`), else ``open_shard``."""
+    fetcher = getattr(source, "fetcher", None)
+    if fetcher is not None:
+        return fetcher(shard_id)  # type: ignore[no-any-return]
     if isinstance(source, S3Source):
         bucket, _, key = shard_id[len("s3://") :].partition("/")
         if not shard_id.startswith("s3://") or bucket != source.bucket or key not in source.keys:

@@ -317,6 +317,7 @@ def load_dataset(
     split: str | None = None,
     data_files: DataFiles | None = None,
     index: Any = None,
+    mirrors: Sequence[str] | None = None,
 ) -> Any:
     """Open a dataset: a :class:`Dataset` for ``split``, else a :class:`DatasetDict` of splits.
 
@@ -334,6 +335,12 @@ def load_dataset(
         splits = _from_index(path, wanted, index)
     elif path.startswith("at://") and "/blob/" in path:
         splits = _from_blobs(path, wanted)
+    elif path.startswith("at://") and (mirrors or os.environ.get("ATDATA_APPVIEW_URL")):
+        from atdata.atmosphere.mirrors import open_mirrored
+
+        splits = DatasetDict(
+            {"train": open_mirrored(path, wanted, mirrors=mirrors or (), index=index)}
+        )
     elif path.startswith("at://"):
         from atdata.atmosphere.resolve import get_dataset_entry
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from atdata.cli import appview, datasets, diagnose, index, login, publish, schema, stack
+from atdata.cli import appview, datasets, diagnose, index, login, mirror, publish, schema, stack
 from atdata.cli._common import CliError, err, settings
 from atdata.cli._errors import explain
 
@@ -86,6 +86,7 @@ app.command("logout")(login.logout)
 app.command("whoami")(login.whoami)
 app.command("publish")(publish.publish)
 app.command("promote")(publish.promote)
+app.command("mirror")(mirror.mirror)
 app.command("diagnose")(diagnose.diagnose)
 app.add_typer(stack.app, name="stack")
 app.add_typer(appview.app, name="appview")
