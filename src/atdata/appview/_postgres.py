@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from atdata.appview._mirrors import MIGRATION as MIRRORS_MIGRATION
 from atdata.appview._query import SearchParams
 from atdata.appview._store import SqlStore, StoreError
 
@@ -67,7 +68,7 @@ class PostgresStore(SqlStore):
     """Records, accounts and cursors in PostgreSQL; one connection per thread."""
 
     _placeholder = "%s"
-    _migrations = (_V1,)
+    _migrations = (_V1, MIRRORS_MIGRATION)
 
     def __init__(self, dsn: str) -> None:
         try:

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from atdata.appview._mirrors import list_mirrors
 from atdata.appview._query import BadParam, SearchParams, parse_limit, parse_text_query
 from atdata.appview._store import DATASET, LENS, SCHEMA, Page, StoreError
 from atdata.atmosphere.uri import AtUri, is_valid_did, is_valid_handle
@@ -170,6 +171,11 @@ def build_app(view: AppView) -> Starlette:
             raise NotFound(f"{uri} is not indexed")
         return _flatten(row)
 
+    def get_dataset(p: _Params) -> dict[str, Any]:
+        body = get_record(p, DATASET)
+        body["mirrors"] = list_mirrors(store, body["uri"], 100, None)["mirrors"]  # type: ignore[arg-type]
+        return body
+
     def list_of(collection: str, key: str) -> Callable[[_Params], dict[str, Any]]:
         def handler(p: _Params) -> dict[str, Any]:
             where = []
@@ -266,7 +272,13 @@ def build_app(view: AppView) -> Starlette:
 
     handlers: dict[str, Callable[[_Params], dict[str, Any]]] = {
         "searchDatasets": search_datasets,
-        "getDataset": lambda p: get_record(p, DATASET),
+        "getDataset": get_dataset,
+        "listMirrors": lambda p: list_mirrors(
+            store,  # type: ignore[arg-type]
+            str(p.uri("uri", DATASET, required=True)),
+            parse_limit(p.one("limit")),
+            p.one("cursor", max_len=600),
+        ),
         "listDatasets": list_of(DATASET, "datasets"),
         "getSchema": lambda p: get_record(p, SCHEMA),
         "listSchemas": list_of(SCHEMA, "schemas"),

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from atdata.appview._mirrors import MIGRATION as MIRRORS_MIGRATION
 from atdata.appview._query import SearchParams
 from atdata.appview._store import SqlStore, StoreError
 
@@ -47,7 +48,7 @@ CREATE VIRTUAL TABLE records_fts USING fts5(name, search_text, tokenize = 'unico
 class SqliteStore(SqlStore):
     """Records, accounts and cursors in one SQLite file; readers never block the writer."""
 
-    _migrations = (_V1,)
+    _migrations = (_V1, MIRRORS_MIGRATION)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()

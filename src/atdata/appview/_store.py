@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from atdata.appview._mirrors import index_mirrors
 from atdata.appview._query import SearchParams, decode_cursor, encode_cursor
 from atdata.errors import AtdataError
 
@@ -294,6 +295,7 @@ class SqlStore(AppViewStore):
                     ),
                     (host, seq, time.time()),
                 )
+            index_mirrors(self, cur, changes)
             if changes.backfilled is not None:
                 cur.execute(
                     sql(
