@@ -25,7 +25,14 @@ import pytest
 from helpers import private_atdata_home  # noqa: F401 - autouse fixture
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-TUTORIALS = ["quickstart", "local-workflow", "atmosphere-publishing", "promotion", "discovery"]
+TUTORIALS = [
+    "quickstart",
+    "local-workflow",
+    "atmosphere-publishing",
+    "promotion",
+    "discovery",
+    "keep-a-dataset-alive",
+]
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
 
