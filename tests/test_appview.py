@@ -612,6 +612,7 @@ def test_every_query_has_a_shipped_lexicon() -> None:
             "listLenses",
             "findReadableAs",
             "describeService",
+            "listMirrors",
         )
     }
     for nsid, doc in lexicons.items():
