@@ -147,6 +147,11 @@ def test_falls_back_past_5xx_and_tampered_copies_to_the_valid_one(
     assert f"locations in order: {down.url}/part-000000.tar, {tampered.url}/part-000000.tar" in text
     assert "HTTP 503" in text and "differs from the original's" in text
     assert f"read from {good.url}/part-000000.tar" in text
+    # the host that failed (not the one that sent other bytes) is tried last from then on
+    later = (
+        f"{tampered.url}/part-000001.tar, {good.url}/part-000001.tar, {down.url}/part-000001.tar"
+    )
+    assert f"locations in order: {later}" in text
 
 
 def test_without_a_valid_location_the_error_lists_every_try(serve, shards) -> None:

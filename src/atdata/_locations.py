@@ -9,7 +9,9 @@ a local file while hashing it, and falls to the next location when the
 location refuses the connection, answers 404 or 5xx, times out, sends more bytes
 than recorded, or sends bytes whose SHA-256 differs. A shard is handed to the
 reader only once its digest matched, so a fallback never yields a sample twice
-or out of order. Without any valid location, :class:`NoValidLocationError`
+or out of order. A host that failed to serve (not one that served other bytes) is
+tried after the others for a minute, so a publisher that is gone costs one try,
+not one per shard. Without any valid location, :class:`NoValidLocationError`
 lists every location tried and why each failed.
 
 >>> import hashlib, io
@@ -26,9 +28,11 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO
+from urllib.parse import urlsplit
 
 from atdata.errors import ShardError
 from atdata.sources import open_url, redact_url
@@ -39,6 +43,7 @@ log = logging.getLogger("atdata.mirrors")
 
 LocationOpener = Callable[[str], IO[bytes]]
 _CHUNK = 1 << 20
+_DEMOTION = 60.0  # seconds a host that failed is tried after the others
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -70,6 +75,10 @@ class ShardLocations:
             raise ValueError(f"{self.shard_id}: no locations")
 
 
+class _Mismatch(ShardError):
+    """A location served bytes other than the recorded ones (the host itself works)."""
+
+
 class _Fetch:
     """Downloads one shard into a file from its first valid location (an opener with ``write_to``)."""
 
@@ -80,10 +89,11 @@ class _Fetch:
     def write_to(self, out: IO[bytes]) -> int:
         """Write the verified shard to ``out`` (truncated between tries); its size."""
         shard = self.shard
-        shown = [redact_url(loc) for loc in shard.locations]
+        order = self.source.ordered(shard.locations)
+        shown = [redact_url(loc) for loc in order]
         log.info("shard %s: locations in order: %s", redact_url(shard.shard_id), ", ".join(shown))
         attempts: list[tuple[str, str]] = []
-        for i, (location, name) in enumerate(zip(shard.locations, shown)):
+        for i, (location, name) in enumerate(zip(order, shown)):
             out.seek(0)
             out.truncate()
             try:
@@ -91,6 +101,8 @@ class _Fetch:
             except (ShardError, OSError, KeyError, ValueError) as exc:
                 reason = _reason(exc)
                 attempts.append((name, reason))
+                if not isinstance(exc, _Mismatch):
+                    self.source.demote(location)
                 if i + 1 < len(shown):
                     log.warning(
                         "shard %s: %s failed (%s); falling back to %s",
@@ -116,14 +128,14 @@ class _Fetch:
             while chunk := stream.read(_CHUNK):
                 total += len(chunk)
                 if limit is not None and total > limit:
-                    raise ShardError(name, f"more than the recorded {limit} bytes")
+                    raise _Mismatch(name, f"more than the recorded {limit} bytes")
                 hasher.update(chunk)
                 out.write(chunk)
         digest = hasher.hexdigest()
         if limit is not None and total != limit:
-            raise ShardError(name, f"{total} bytes, {limit} recorded")
+            raise _Mismatch(name, f"{total} bytes, {limit} recorded")
         if digest != self.shard.sha256:
-            raise ShardError(
+            raise _Mismatch(
                 name, f"SHA-256 {digest} differs from the original's {self.shard.sha256}"
             )
         out.flush()
@@ -162,6 +174,30 @@ class MirroredSource:
         self._order = [s.shard_id for s in shards]
         self.opener: LocationOpener = opener if opener is not None else open_url
         self.tmp_dir = os.fspath(tmp_dir) if tmp_dir is not None else None
+        self._failed: dict[str, float] = {}  # host -> when it last failed to serve
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_failed": {}}
+
+    def _host(self, location: str) -> str:
+        parts = urlsplit(location)
+        return f"{parts.scheme}://{parts.netloc}" if parts.netloc else location
+
+    def demote(self, location: str) -> None:
+        """Remember that ``location``'s host failed: for a minute it is tried after the others."""
+        self._failed[self._host(location)] = time.monotonic()
+
+    def ordered(self, locations: Sequence[str]) -> list[str]:
+        """``locations`` with those on a host that failed in the last minute moved last."""
+        now = time.monotonic()
+        late = {
+            loc
+            for loc in locations
+            if now - self._failed.get(self._host(loc), -_DEMOTION) < _DEMOTION
+        }
+        return [loc for loc in locations if loc not in late] + [
+            loc for loc in locations if loc in late
+        ]
 
     def __repr__(self) -> str:
         most = max(len(s.locations) for s in self.shards.values())
