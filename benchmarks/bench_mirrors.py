@@ -126,13 +126,33 @@ def run(quick: bool) -> list[dict[str, Any]]:
             opener=through.opener,
         )
         mirrored = atdata.Dataset[Image](dead_first, cache=ShardCache(cache_dir / "m"))
-        fns = {"original": _epoch(plain, n), "through the mirror": _epoch(mirrored, n)}
+        copy = open_record(bob, mirror, Image, cache=ShardCache(cache_dir / "c"))
+        verified_original = atdata.Dataset[Image](through, cache=ShardCache(cache_dir / "v"))
+        fns = {
+            "original": _epoch(plain, n),
+            "through the mirror": _epoch(mirrored, n),
+            "mirror copy, plain": _epoch(copy, n),
+            "original through MirroredSource": _epoch(verified_original, n),
+        }
         for fn in fns.values():  # warm up: PDS caches, connections, identity resolution
             fn()
             shutil.rmtree(cache_dir, True)
         times = measure(fns, cfg.reps, after=lambda _: shutil.rmtree(cache_dir, True))
         mbps = {name: total / median(t) / 1e6 for name, t in times.items()}
         ratio = mbps["through the mirror"] / mbps["original"]
+        extra = [
+            make_row(
+                SUITE,
+                f"same epoch, {name}",
+                "throughput",
+                "MB/s",
+                mbps[name],
+                mbps["original"],
+                peer_name="the original on its PDS",
+                seconds=times[name],
+            )
+            for name in ("mirror copy, plain", "original through MirroredSource")
+        ]
         return [
             make_row(
                 SUITE,
@@ -148,7 +168,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 ratio=ratio,
                 seconds=times["through the mirror"],
                 peer_seconds=times["original"],
-            )
+            ),
+            *extra,
         ]
     except Exception as exc:
         return [error_row(SUITE, "read through a mirror", exc)]
