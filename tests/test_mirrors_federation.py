@@ -278,6 +278,10 @@ def test_an_updated_or_deleted_original_is_flagged_and_the_mirror_stays_pinned(
     assert pinned["subject"]["cid"] == old.cid
     alice.delete_record(entry.uri)
     wait_for(lambda: status() == "deleted", "the AppView to flag the deletion")
+    # readers of the version the mirror pins still read it, through the mirror record
+    copy = atdata.load_dataset(mirror.uri, split="train")
+    assert [s.label for s in copy] == list(range(1000, 1004))
+    assert copy.sample_type.__name__ == "Frame"
 
 
 def _external(

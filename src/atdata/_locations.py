@@ -112,7 +112,7 @@ class _Fetch:
                         shown[i + 1],
                     )
                 continue
-            if i:
+            if location != shard.locations[0]:  # not where the record says: a mirror
                 log.info("shard %s: read from %s", redact_url(shard.shard_id), name)
             return size
         out.seek(0)

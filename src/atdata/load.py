@@ -335,7 +335,9 @@ def load_dataset(
         splits = _from_index(path, wanted, index)
     elif path.startswith("at://") and "/blob/" in path:
         splits = _from_blobs(path, wanted)
-    elif path.startswith("at://") and (mirrors or os.environ.get("ATDATA_APPVIEW_URL")):
+    elif path.startswith("at://") and (
+        mirrors or os.environ.get("ATDATA_APPVIEW_URL") or "/ac.foundation.dataset.mirror/" in path
+    ):
         from atdata.atmosphere.mirrors import open_mirrored
 
         splits = DatasetDict(

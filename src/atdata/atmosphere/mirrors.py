@@ -131,8 +131,9 @@ def mirror_record(
         "sha256": list(sha256),
         "createdAt": timestamp(),
     }
-    if isinstance(original.get("name"), str):
-        record["name"] = original["name"]
+    for key in ("name", "schemaRef", "schemaCid"):
+        if isinstance(original.get(key), str):
+            record[key] = original[key]
     return record
 
 
@@ -307,6 +308,7 @@ def open_mirrored(
     Locations: the original's, then ``mirrors`` (mirror record AT-URIs or records),
     then the mirrors the AppView (``appview``, default ``$ATDATA_APPVIEW_URL``) knows.
     When the publisher's PDS is down the record and schema come from the AppView.
+    ``uri`` may also name a mirror record: its copy is read alone, as the version it pins.
     """
     from atdata.atmosphere.appview import AppViewClient, AppViewError, default_appview_url
 
@@ -315,6 +317,8 @@ def open_mirrored(
         view = AppViewClient(appview if isinstance(appview, str) else None)
     else:
         view = appview
+    if AtUri.parse(uri).collection == MIRROR_COLLECTION:
+        return _open_copy(uri, sample_type, index, view, **options)
     original, idx = _read_original(uri, index, view)
     storage_type(original, original.uri)
     known = _mirror_records(idx.client, mirrors)
@@ -334,6 +338,38 @@ def open_mirrored(
 
         return open_record(idx.client, original, sample_type, **options)  # nothing to check
     source = mirrored_source(original, known, plc_url=getattr(idx.client, "plc_url", None))
+    return Dataset[sample_type](source, **options)  # type: ignore[valid-type]
+
+
+def _open_copy(
+    uri: str, sample_type: type | None, index: Any, view: AppViewClient | None, **options: Any
+) -> Dataset[Any]:
+    """The shards of one mirror record alone, checked against its digests (the version it pins).
+
+    Readers of a version the original no longer has read it this way.
+    """
+    from atdata.atmosphere.resolve import reader_index
+
+    idx = reader_index(index)
+    copy = fetch_record(idx.client, uri, MIRROR_COLLECTION)
+    digests = [str(d).lower() for d in copy["sha256"]]
+    if copy["storage"].get("$type") == BLOBS_STORAGE and record_digests(copy, uri) != digests:
+        raise MirrorError(f"{uri}: its blobs' CIDs differ from its SHA-256 digests")
+    locations = _locations(copy, AtUri.parse(uri).authority)
+    if len(locations) != len(digests):
+        raise MirrorError(f"{uri}: {len(locations)} shards for {len(digests)} digests")
+    if sample_type is None:
+        if not isinstance(copy.get("schemaRef"), str):
+            raise MirrorError(f"{uri}: the mirror names no schemaRef; pass sample_type")
+        sample_type = _sample_type(copy, idx, view)
+    sizes = _sizes(copy, len(locations))
+    shards = [
+        ShardLocations(loc, digest, (loc,), size)
+        for loc, digest, size in zip(locations, digests, sizes)
+    ]
+    blob_ids = [loc for loc in locations if is_blob_url(loc)]
+    plc = getattr(idx.client, "plc_url", None) or os.environ.get("ATDATA_PLC_URL") or None
+    source = MirroredSource(shards, opener=_Opener(blob_ids, plc, 60.0))
     return Dataset[sample_type](source, **options)  # type: ignore[valid-type]
 
 
