@@ -50,7 +50,7 @@ def _verdict(
             return UNVERIFIED  # another version of the original: cannot compare
         log.warning("mirror %s ignored: %s", uri, exc)
         return INVALID
-    except (KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         log.warning("mirror %s ignored: %s", uri, exc)
         return INVALID
     return VALID

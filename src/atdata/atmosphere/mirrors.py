@@ -200,7 +200,7 @@ def valid_mirrors(original: Record, mirrors: Sequence[Record]) -> list[tuple[Rec
         seen.add(mirror.uri)
         try:
             out.append((mirror, check_mirror(original, mirror, mirror.uri)))
-        except (MirrorError, KeyError, TypeError, ValueError) as exc:
+        except (MirrorError, AttributeError, KeyError, TypeError, ValueError) as exc:
             log.warning("mirror %s ignored: %s", mirror.uri, exc)
     return out
 
