@@ -17,7 +17,7 @@ import pytest
 
 from atdata.stack._base import LocalServer
 
-PDS_FIXTURES = {"pds_server", "pds_account", "pds_account_factory", "pds_client"}
+PDS_FIXTURES = {"pds_server", "pds_account", "pds_account_factory", "pds_client", "appview_server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -75,3 +75,13 @@ def pds_client(pds_account: dict[str, str]) -> Iterator[Any]:
     client.login(pds_account["handle"], pds_account["password"])
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def appview_server(pds_server: LocalServer) -> Iterator[LocalServer]:
+    """An AppView (``atdata appview serve``) following the session's PDS (``.url``)."""
+    from atdata.stack.appview import start_appview
+
+    server = start_appview([pds_server.url], plc_url=pds_server.env["PLC_URL"])
+    yield server
+    server.stop()

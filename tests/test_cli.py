@@ -559,6 +559,7 @@ def test_stack_up_status_down(cli: Cli) -> None:
         "ATDATA_PLC_URL",
         "ATDATA_HANDLE",
         "ATDATA_APP_PASSWORD",
+        "ATDATA_APPVIEW_URL",
     ):
         assert settings[key], key
     state_file = cli.home / "stack" / "state.json"
@@ -591,9 +592,10 @@ def test_stack_up_status_down(cli: Cli) -> None:
         report = cli.json("diagnose", env=settings)
         checks = {c["check"]: c["status"] for c in report["checks"]}
         assert checks["S3"] == checks["PDS"] == checks["local stack"] == "ok", report
+        assert checks["AppView"] == "ok", report
     finally:
         down = cli.json("stack", "down")
-    assert sorted(down["stopped"]) == ["pds", "s3"]
+    assert sorted(down["stopped"]) == ["appview", "pds", "s3"]
     deadline = time.monotonic() + 20
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -25,7 +25,14 @@ import pytest
 from helpers import private_atdata_home  # noqa: F401 - autouse fixture
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-TUTORIALS = ["quickstart", "local-workflow", "atmosphere-publishing", "promotion"]
+TUTORIALS = [
+    "quickstart",
+    "local-workflow",
+    "atmosphere-publishing",
+    "promotion",
+    "discovery",
+    "keep-a-dataset-alive",
+]
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
 
@@ -61,6 +68,7 @@ def page_env(
     s3_env: dict[str, str],
     s3_bucket: str,
     pds_account: dict[str, str],
+    appview_server: Any,
 ) -> Iterator[Path]:
     """A working directory and the settings `atdata stack up` would print, for one page."""
     for key in list(os.environ):
@@ -75,6 +83,7 @@ def page_env(
         "ATDATA_HANDLE": pds_account["handle"],
         "ATDATA_APP_PASSWORD": pds_account["password"],
         "ATDATA_ALLOW_PRIVATE_URLS": "1",  # printed by `atdata stack up`: all on loopback
+        "ATDATA_APPVIEW_URL": appview_server.url,
     }
     for key, value in settings.items():
         monkeypatch.setenv(key, value)

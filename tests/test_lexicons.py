@@ -152,6 +152,7 @@ def test_shipped_documents_load_and_are_complete() -> None:
             TYPE,
             "ac.foundation.dataset.storageExternal",
             "ac.foundation.dataset.storageBlobs",
+            MIRROR,
         ]
     )
     folder = resources.files("atdata.atmosphere") / "lexicons"
@@ -165,6 +166,45 @@ def test_shipped_documents_load_and_are_complete() -> None:
     assert get_lexicon(RECORD)["defs"]["main"]["key"] == "any"
     with pytest.raises(KeyError):
         get_lexicon("com.example.missing")
+
+
+MIRROR = "ac.foundation.dataset.mirror"
+
+
+def mirror(**changes: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "$type": MIRROR,
+        "subject": {
+            "uri": "at://did:plc:abc/ac.foundation.dataset.record/3kabc",
+            "cid": "bafyreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+        },
+        "storage": {
+            "$type": "ac.foundation.dataset.storageExternal",
+            "urls": ["https://x.org/copy-0.tar"],
+        },
+        "sha256": ["ab" * 32],
+        "name": "copy of mnist",
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+    record.update(changes)
+    return record
+
+
+def test_mirror_records_are_checked() -> None:
+    validate_record(MIRROR, mirror(), rkey="3kabcdefghi22")
+    assert get_lexicon(MIRROR)["defs"]["main"]["type"] == "record"
+    rejects(MIRROR, mirror(subject={"uri": "at://did:plc:abc/x.y.z/1"}), "subject.cid", "required")
+    rejects(
+        MIRROR,
+        mirror(subject={"uri": "https://x.org", "cid": mirror()["subject"]["cid"]}),
+        "subject.uri",
+        "",
+    )
+    rejects(MIRROR, mirror(sha256=[]), "sha256", "")
+    rejects(MIRROR, mirror(sha256=["abc"]), "sha256[0]", "")
+    no_digests = mirror()
+    del no_digests["sha256"]
+    rejects(MIRROR, no_digests, "sha256", "required")
 
 
 # --------------------------------------------------------------------------- seed compatibility

@@ -16,6 +16,7 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from atdata._locations import MirroredSource, NoValidLocationError, ShardLocations
 from atdata.batch import SampleBatch
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
@@ -89,6 +90,8 @@ __all__ = [
     "Lens",
     "LensNetwork",
     "LensNotFoundError",
+    "MirroredSource",
+    "NoValidLocationError",
     "OrphanedDataError",
     "Packable",
     "PackableSample",
@@ -101,6 +104,7 @@ __all__ = [
     "Shape",
     "ShardError",
     "ShardListError",
+    "ShardLocations",
     "ShardWriter",
     "URLSource",
     "__version__",

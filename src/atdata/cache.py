@@ -40,6 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from atdata._locations import NoValidLocationError
 from atdata.errors import PrivateURLError, ShardError, ShardUnavailableError
 from atdata.protocols import DataSource
 from atdata.sources import S3Source, redact_url
@@ -78,7 +79,7 @@ def _status(exc: BaseException) -> int | None:
 def _retryable(exc: BaseException) -> bool:
     """False for errors no retry can fix: an unknown shard id, bad credentials, a bad request,
     a missing or forbidden shard, a full disk, a shard over the size limit."""
-    if isinstance(exc, KeyError | TypeError | ValueError | _Refused):
+    if isinstance(exc, KeyError | TypeError | ValueError | _Refused | NoValidLocationError):
         return False
     if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
         return False
@@ -286,7 +287,8 @@ class ShardCache:
                 if tmp is not None and os.path.exists(tmp):
                     os.unlink(tmp)
         assert last is not None
-        if isinstance(last, KeyError | PrivateURLError):  # not a download failure: a refusal
+        if isinstance(last, KeyError | PrivateURLError | NoValidLocationError):
+            # not a download failure: a refusal, or a MirroredSource that tried every location
             raise last
         shard = redact_url(shard_id)
         if isinstance(last, OSError) and last.errno in _DISK_FULL:
@@ -424,7 +426,11 @@ class S3Object:
 
 
 def opener_for(source: DataSource, shard_id: str) -> Opener:
-    """How to download one shard of ``source``: an :class:`S3Object` for S3, else ``open_shard``."""
+    """How to download one shard of ``source``: an :class:`S3Object` for S3, the source's own
+    ``fetcher`` when it has one (a :class:`~atdata.MirroredSource`), else ``open_shard``."""
+    fetcher = getattr(source, "fetcher", None)
+    if fetcher is not None:
+        return fetcher(shard_id)  # type: ignore[no-any-return]
     if isinstance(source, S3Source):
         bucket, _, key = shard_id[len("s3://") :].partition("/")
         if not shard_id.startswith("s3://") or bucket != source.bucket or key not in source.keys:

@@ -392,6 +392,7 @@ def load_dataset(
     index: Any = None,
     streaming: bool = False,
     allow_private_urls: bool | None = None,
+    mirrors: Sequence[str] | None = None,
 ) -> Any:
     """Open a dataset: a :class:`Dataset` for ``split``, else a :class:`DatasetDict` of splits.
 
@@ -419,6 +420,22 @@ def load_dataset(
         splits = _from_index(path, wanted, index, allow_private_urls)
     elif path.startswith("at://") and "/blob/" in path:
         splits = _from_blobs(path, wanted, allow_private_urls)
+    elif path.startswith("at://") and (
+        mirrors or os.environ.get("ATDATA_APPVIEW_URL") or "/ac.foundation.dataset.mirror/" in path
+    ):
+        from atdata.atmosphere.mirrors import open_mirrored
+
+        splits = DatasetDict(
+            {
+                "train": open_mirrored(
+                    path,
+                    wanted,
+                    mirrors=mirrors or (),
+                    index=index,
+                    allow_private_urls=allow_private_urls,
+                )
+            }
+        )
     elif path.startswith("at://"):
         from atdata.atmosphere.resolve import get_dataset_entry
 

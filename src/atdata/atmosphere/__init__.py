@@ -9,7 +9,8 @@ this package; shards can be stored there too, as blobs.
 - :class:`SchemaPublisher` / :class:`SchemaLoader`, :class:`DatasetPublisher` /
   :class:`DatasetLoader`, :class:`LensPublisher` / :class:`LensLoader`: one
   record collection each;
-- :class:`AtmosphereClient`: sessions, records, blobs and identity resolution.
+- :class:`AtmosphereClient`: sessions, records, blobs and identity resolution;
+- :class:`AppViewClient`: search every publisher's datasets through an AppView.
 
     >>> from atdata.atmosphere import AtmosphereClient, AtUri
     >>> AtUri.parse("at://did:plc:abc123/ac.foundation.dataset.sampleSchema/xyz789").rkey
@@ -26,6 +27,7 @@ from atdata.atmosphere._lexicon import (
     to_record_json,
     validate_record,
 )
+from atdata.atmosphere.appview import AppViewClient, AppViewEntry, AppViewError
 from atdata.atmosphere.blob_store import PDSBlobStore, StoredBlob
 from atdata.atmosphere.blobs import (
     BlobIntegrityError,
@@ -51,6 +53,9 @@ from atdata.atmosphere.uri import AtUri, BlobUrl, is_blob_url, make_tid
 from atdata.errors import CredentialURLError, PrivateURLError, PrivateURLWarning
 
 __all__ = [
+    "AppViewClient",
+    "AppViewEntry",
+    "AppViewError",
     "AtUri",
     "AtmosphereClient",
     "AtmosphereError",

@@ -10,7 +10,18 @@ from typing import Annotated, Any
 
 import typer
 
-from atdata.cli import croissant, datasets, diagnose, index, login, publish, schema, stack
+from atdata.cli import (
+    appview,
+    croissant,
+    datasets,
+    diagnose,
+    index,
+    login,
+    mirror,
+    publish,
+    schema,
+    stack,
+)
 from atdata.cli._common import CliError, err, settings
 from atdata.cli._errors import explain
 
@@ -137,8 +148,11 @@ app.command("logout")(login.logout)
 app.command("whoami")(login.whoami)
 app.command("publish")(publish.publish)
 app.command("promote")(publish.promote)
+app.command("mirror")(mirror.mirror)
 app.command("diagnose")(diagnose.diagnose)
 app.add_typer(stack.app, name="stack")
+app.add_typer(appview.app, name="appview")
+app.command("search")(appview.search)
 
 
 def run(argv: list[str]) -> int:

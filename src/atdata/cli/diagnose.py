@@ -30,6 +30,7 @@ _EXTRAS = {
     "torch": ["torch"],
     "dask": ["dask", "distributed"],
     "cli": ["typer", "rich", "tqdm"],
+    "appview": ["starlette", "uvicorn", "websockets"],
 }
 
 
@@ -144,6 +145,24 @@ def _pds(url: str) -> str:
     return f"{_redact(base)} ({did})"
 
 
+def _appview(url: str) -> str:
+    from atdata.atmosphere.appview import AppViewClient
+
+    with AppViewClient(url, timeout=5) as view:
+        view.health()
+        described = view.describe()
+    hosts = described.get("hosts") or []
+    down = [h["host"] for h in hosts if not h.get("connected")]
+    counts = described.get("counts") or {}
+    summary = (
+        f"{_redact(url)}: {counts.get('ac.foundation.dataset.record', 0)} datasets, "
+        f"following {len(hosts)} host(s)"
+    )
+    if down:
+        raise ConnectionError(summary + "; not connected to " + ", ".join(down))
+    return summary
+
+
 def _session() -> str:
     from atdata.cli._common import load_client, session_paths
 
@@ -217,6 +236,11 @@ def run_checks() -> list[dict[str, str]]:
     plc = os.environ.get("ATDATA_PLC_URL")
     if plc:
         checks.run("PLC directory", _http_ok(plc.rstrip("/") + "/_health", "PLC"))
+    appview = os.environ.get("ATDATA_APPVIEW_URL")
+    if appview:
+        checks.run("AppView", lambda: _appview(appview))
+    else:
+        checks.add("AppView", "skip", "ATDATA_APPVIEW_URL unset")
     from atdata.cli._common import session_paths
 
     if session_paths()[0].exists():

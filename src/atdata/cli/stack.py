@@ -1,7 +1,8 @@
 """``atdata stack up|down|status|env|install``: a local S3 store and PDS for trying atdata.
 
-``up`` starts SeaweedFS (S3) and the reference PDS with an in-memory PLC
-directory as background processes that outlive the command, creates a bucket
+``up`` starts SeaweedFS (S3), the reference PDS with an in-memory PLC
+directory and an AppView following that PDS (``ATDATA_APPVIEW_URL``) as
+background processes that outlive the command, creates a bucket
 and a demo account with an app password, and prints the settings as ``export``
 lines (``eval "$(atdata stack up)"``). Everything lives under
 ``$ATDATA_HOME/stack``; ``state.json`` there (mode 0600) records the process
@@ -34,7 +35,7 @@ app = typer.Typer(
 )
 
 SECRETS = ("AWS_SECRET_ACCESS_KEY", "ATDATA_APP_PASSWORD")
-_MARKS = {"s3": "weed", "pds": "server.mjs"}
+_MARKS = {"s3": "weed", "pds": "server.mjs", "appview": "appview serve"}
 
 
 def stack_dir() -> Path:
@@ -124,7 +125,7 @@ def _healthy(service: dict[str, Any], name: str) -> bool:
     import httpx
 
     url = service.get("url", "")
-    path = "/xrpc/_health" if name == "pds" else "/"
+    path = {"pds": "/xrpc/_health", "appview": "/health"}.get(name, "/")
     try:
         response = httpx.get(url + path, timeout=3, trust_env=False)
     except httpx.HTTPError:
@@ -215,6 +216,29 @@ def _start_pds(root: Path, handle: str) -> dict[str, Any]:
     }
 
 
+def _start_appview(root: Path, pds: dict[str, Any]) -> dict[str, Any]:
+    """An AppView following the stack's PDS (SQLite under the stack directory)."""
+    from atdata.stack.appview import start_appview
+
+    env = pds["env"]
+    # The PLC directory is in memory, so a previous stack's identities are gone: start afresh.
+    shutil.rmtree(root / "appview", ignore_errors=True)
+    server = start_appview(
+        [env["ATDATA_PDS_URL"]],
+        plc_url=env["ATDATA_PLC_URL"],
+        data_dir=root / "appview",
+        parent_pid=0,
+    )
+    assert server.process is not None
+    return {
+        "pid": server.process.pid,
+        "url": server.url,
+        "data_dir": str(server.data_dir),
+        "log": server.extra.get("log", ""),
+        "env": {"ATDATA_APPVIEW_URL": server.url},
+    }
+
+
 def stack_env(state: dict[str, Any]) -> dict[str, str]:
     """The settings of every recorded server, in one mapping."""
     env: dict[str, str] = {}
@@ -258,6 +282,9 @@ def stack_status() -> dict[str, Any]:
 def up(
     s3: Annotated[bool, typer.Option("--s3/--no-s3", help="Start the S3 store.")] = True,
     pds: Annotated[bool, typer.Option("--pds/--no-pds", help="Start the PDS.")] = True,
+    appview: Annotated[
+        bool, typer.Option("--appview/--no-appview", help="Start an AppView following the PDS.")
+    ] = True,
     bucket: Annotated[str, typer.Option("--bucket", help="Bucket to create.")] = "atdata",
     handle: Annotated[
         str, typer.Option("--handle", help="Demo account's handle.")
@@ -266,7 +293,7 @@ def up(
 ) -> None:
     """Start the local stack in the background and print its settings as export lines."""
     state = read_state()
-    wanted = [n for n, on in (("s3", s3), ("pds", pds)) if on]
+    wanted = [n for n, on in (("s3", s3), ("pds", pds), ("appview", pds and appview)) if on]
     services = state.get("services") or {}
     if services and all(_ours(services[n], n) for n in services) and set(wanted) <= set(services):
         err.print("the stack is already running (`atdata stack down` stops it)")
@@ -284,6 +311,9 @@ def up(
             if pds:
                 err.print("starting the PDS and PLC directory ...")
                 services["pds"] = _start_pds(root, handle)
+                if appview:
+                    err.print("starting the AppView ...")
+                    services["appview"] = _start_appview(root, services["pds"])
         except BaseException:
             for name, service in services.items():
                 _stop(service, name)

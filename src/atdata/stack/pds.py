@@ -318,6 +318,7 @@ def start_pds(
     home: Path | str | None = None,
     rate_limits: bool = False,
     pds_env: dict[str, str] | None = None,
+    plc_url: str | None = None,
 ) -> LocalServer:
     """Start the PDS and an in-memory PLC directory on free loopback ports.
 
@@ -326,6 +327,9 @@ def start_pds(
     wiped at start (it must be empty or from a previous ``start_pds``) and kept at stop.
     ``blob_limit`` is the largest accepted blob in bytes; ``rate_limits`` turns on the
     PDS's production rate limits; ``pds_env`` passes extra ``PDS_*`` settings.
+    ``plc_url`` makes this PDS register its accounts in an existing PLC directory (for
+    example another ``start_pds``'s ``PLC_URL``: two PDSes, one federation); the PLC
+    this process starts then goes unused.
 
     The returned server's ``env`` has ``PDS_URL`` (``http://localhost:<port>``, the
     exact origin in the accounts' DID documents), ``PLC_URL``, ``PDS_ADMIN_PASSWORD``
@@ -370,6 +374,8 @@ def start_pds(
             PDS_RATE_LIMITS_ENABLED="true" if rate_limits else "false",
         )
         env.update(pds_env or {})
+        if plc_url:
+            env["PDS_DID_PLC_URL"] = plc_url
         with open(log, "ab") as log_fh:
             proc = subprocess.Popen(
                 [str(node), str(_SERVER_DIR / "server.mjs")],
@@ -404,7 +410,7 @@ def start_pds(
     ready = _read_ready(state) or {}
     server_env = {
         "PDS_URL": ready["PDS_URL"],
-        "PLC_URL": ready["PLC_URL"],
+        "PLC_URL": plc_url or ready["PLC_URL"],
         "PDS_ADMIN_PASSWORD": admin_password,
         "PDS_HANDLE_DOMAIN": ready.get("PDS_HANDLE_DOMAIN", HANDLE_DOMAIN),
         "PDS_BLOB_UPLOAD_LIMIT": ready.get("PDS_BLOB_UPLOAD_LIMIT", str(blob_limit)),

@@ -1,0 +1,478 @@
+"""The AppView's store: the provider contract and the SQL that SQLite and PostgreSQL share.
+
+One table holds every indexed record (any ``ac.foundation.dataset.*`` collection),
+with the columns the queries filter on pulled out of the record; tags sit in a
+side table; each provider adds its own full-text index. Writes arrive as one
+:class:`Changes` per transaction, which also carries the host cursor they
+advance, so a crash can neither lose nor double an event.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from atdata.appview._mirrors import index_mirrors
+from atdata.appview._query import SearchParams, decode_cursor, encode_cursor
+from atdata.errors import AtdataError
+
+__all__ = [
+    "DATASET",
+    "LENS",
+    "SCHEMA",
+    "Account",
+    "AppViewStore",
+    "Changes",
+    "Page",
+    "RecordRow",
+    "SqlStore",
+    "StoreError",
+    "open_store",
+]
+
+DATASET = "ac.foundation.dataset.record"
+SCHEMA = "ac.foundation.dataset.sampleSchema"
+LENS = "ac.foundation.dataset.lens"
+COLLECTION_PREFIX = "ac.foundation.dataset."
+
+
+class StoreError(AtdataError):
+    """The AppView's database cannot be opened, migrated or read."""
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """One indexed record (JSON form) with where it lives."""
+
+    uri: str
+    did: str
+    collection: str
+    rkey: str
+    cid: str
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Account:
+    """A repository's state: handle (verified), whether it is visible, last applied revision."""
+
+    did: str
+    handle: str | None = None
+    active: bool = True
+    status: str | None = None
+    rev: str | None = None
+    host: str | None = None
+
+
+@dataclass
+class Changes:
+    """Everything one transaction writes.
+
+    ``replace`` names repositories whose records are replaced wholesale by the
+    ``upserts`` (a backfill); ``cursor`` is ``(host, seq)`` to store with them.
+    """
+
+    upserts: list[RecordRow] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    accounts: list[Account] = field(default_factory=list)
+    replace: set[str] = field(default_factory=set)
+    cursor: tuple[str, int] | None = None
+    backfilled: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """Rows of a listing and the cursor of the next page (None at the end)."""
+
+    rows: list[dict[str, Any]]
+    cursor: str | None
+
+
+def _columns(row: RecordRow) -> dict[str, Any]:
+    """The queryable columns of a record."""
+    rec = row.record
+    tags = rec.get("tags") if row.collection == DATASET else None
+    text = " ".join(
+        str(v) for v in (rec.get("description"), " ".join(tags or ())) if isinstance(v, str) and v
+    )
+    return {
+        "uri": row.uri,
+        "did": row.did,
+        "collection": row.collection,
+        "rkey": row.rkey,
+        "cid": row.cid,
+        "record": json.dumps(rec, separators=(",", ":"), ensure_ascii=False),
+        "name": rec.get("name") if isinstance(rec.get("name"), str) else None,
+        "version": rec.get("version") if row.collection == SCHEMA else None,
+        "schema_ref": rec.get("schemaRef") if row.collection == DATASET else None,
+        "source_schema": rec.get("sourceSchema") if row.collection == LENS else None,
+        "target_schema": rec.get("targetSchema") if row.collection == LENS else None,
+        "license": rec.get("license") if row.collection == DATASET else None,
+        "created_at": str(rec.get("createdAt") or ""),
+        "indexed_at": time.time(),
+        "search_text": text,
+        "tags": sorted({t for t in tags or () if isinstance(t, str)}),
+    }
+
+
+class AppViewStore(ABC):
+    """Where the AppView keeps records, accounts and host cursors."""
+
+    location: str
+
+    @abstractmethod
+    def apply(self, changes: Changes) -> None:
+        """Write ``changes`` in one transaction (all or nothing)."""
+
+    @abstractmethod
+    def account(self, did: str) -> Account | None:
+        """The stored state of ``did``, if any."""
+
+    @abstractmethod
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        """``{host: {"cursor", "backfilled", "updatedAt"}}``."""
+
+    @abstractmethod
+    def get_record(self, uri: str) -> dict[str, Any] | None:
+        """The row of one visible record."""
+
+    @abstractmethod
+    def search(self, params: SearchParams) -> Page:
+        """Datasets matching ``params``, by relevance then recency."""
+
+    @abstractmethod
+    def list_records(
+        self,
+        collection: str,
+        *,
+        repo: str | None = None,
+        limit: int,
+        cursor: str | None,
+        where: Sequence[tuple[str, str]] = (),
+    ) -> Page:
+        """Records of ``collection``, newest first, optionally filtered by column equality."""
+
+    @abstractmethod
+    def lens_edges(self) -> list[tuple[str, str, str]]:
+        """Every visible lens as ``(uri, source schema, target schema)``."""
+
+    @abstractmethod
+    def did_for_handle(self, handle: str) -> str | None:
+        """The DID whose verified handle is ``handle``."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Visible records per collection, plus ``accounts``."""
+
+    def maintain(self) -> None:  # noqa: B027 - stores without upkeep keep this no-op
+        """Refresh statistics and indexes after bulk writes (a backfill)."""
+
+    def close(self) -> None:  # noqa: B027 - stores without resources keep this no-op
+        """Release connections."""
+
+
+class SqlStore(AppViewStore):
+    """The SQL shared by the providers; subclasses supply connections, DDL and full-text search."""
+
+    _placeholder = "?"
+    _migrations: Sequence[str] = ()
+
+    # -- provided by subclasses
+
+    def _transaction(self, write: bool = True) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _fts_delete(self, cur: Any, uris: Sequence[str]) -> None:
+        """Drop the full-text rows of ``uris`` (before their records go)."""
+
+    def _fts_insert(self, cur: Any, uris: Sequence[str]) -> None:
+        """Index the records ``uris`` (after they are written)."""
+
+    def _search_sql(self, params: SearchParams, key: list[Any] | None) -> tuple[str, list[Any]]:
+        raise NotImplementedError
+
+    # -- shared
+
+    def _sql(self, text: str) -> str:
+        return text if self._placeholder == "?" else text.replace("?", self._placeholder)
+
+    def _migrate(self) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS appview_meta (key TEXT PRIMARY KEY, value TEXT)"
+            )
+            cur.execute(self._sql("SELECT value FROM appview_meta WHERE key = ?"), ("version",))
+            row = cur.fetchone()
+            current = int(row[0]) if row else 0
+            if current > len(self._migrations):
+                raise StoreError(
+                    f"{self.location}: schema version {current} is newer than this atdata "
+                    f"({len(self._migrations)}); upgrade atdata"
+                )
+            for version in range(current + 1, len(self._migrations) + 1):
+                for statement in self._migrations[version - 1].split(";\n"):
+                    if statement.strip():
+                        cur.execute(statement)
+            cur.execute(
+                self._sql(
+                    "INSERT INTO appview_meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+                ),
+                ("version", str(len(self._migrations))),
+            )
+
+    def schema_version(self) -> int:
+        """The applied migration number."""
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql("SELECT value FROM appview_meta WHERE key = ?"), ("version",))
+            row = cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def apply(self, changes: Changes) -> None:
+        sql = self._sql
+        with self._transaction() as cur:
+            for did in changes.replace:
+                cur.execute(sql("SELECT uri FROM records WHERE did = ?"), (did,))
+                gone = [r[0] for r in cur.fetchall()]
+                self._delete(cur, gone)
+            self._delete(cur, changes.deletes)
+            if changes.upserts:
+                rows = [_columns(r) for r in changes.upserts]
+                self._delete(cur, [r["uri"] for r in rows])
+                cur.executemany(
+                    sql(
+                        "INSERT INTO records (uri, did, collection, rkey, cid, record, name, "
+                        "version, schema_ref, source_schema, target_schema, license, created_at, "
+                        "indexed_at, search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    ),
+                    [
+                        (
+                            r["uri"],
+                            r["did"],
+                            r["collection"],
+                            r["rkey"],
+                            r["cid"],
+                            r["record"],
+                            r["name"],
+                            r["version"],
+                            r["schema_ref"],
+                            r["source_schema"],
+                            r["target_schema"],
+                            r["license"],
+                            r["created_at"],
+                            r["indexed_at"],
+                            r["search_text"],
+                        )
+                        for r in rows
+                    ],
+                )
+                tags = [(r["uri"], t) for r in rows for t in r["tags"]]
+                if tags:
+                    cur.executemany(sql("INSERT INTO record_tags (uri, tag) VALUES (?, ?)"), tags)
+                self._fts_insert(cur, [r["uri"] for r in rows])
+            for acc in changes.accounts:
+                cur.execute(
+                    sql(
+                        "INSERT INTO accounts (did, handle, active, status, rev, host) "
+                        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (did) DO UPDATE SET "
+                        "handle = excluded.handle, active = excluded.active, "
+                        "status = excluded.status, rev = excluded.rev, host = excluded.host"
+                    ),
+                    (acc.did, acc.handle, int(acc.active), acc.status, acc.rev, acc.host),
+                )
+            if changes.cursor is not None:
+                host, seq = changes.cursor
+                cur.execute(
+                    sql(
+                        "INSERT INTO hosts (host, cursor, backfilled, updated_at) VALUES (?, ?, 0, ?) "
+                        "ON CONFLICT (host) DO UPDATE SET cursor = excluded.cursor, "
+                        "updated_at = excluded.updated_at"
+                    ),
+                    (host, seq, time.time()),
+                )
+            index_mirrors(self, cur, changes)
+            if changes.backfilled is not None:
+                cur.execute(
+                    sql(
+                        "INSERT INTO hosts (host, cursor, backfilled, updated_at) VALUES (?, NULL, 1, ?) "
+                        "ON CONFLICT (host) DO UPDATE SET backfilled = 1"
+                    ),
+                    (changes.backfilled, time.time()),
+                )
+
+    def _delete(self, cur: Any, uris: Sequence[str]) -> None:
+        if not uris:
+            return
+        self._fts_delete(cur, uris)
+        params = [(u,) for u in uris]
+        cur.executemany(self._sql("DELETE FROM record_tags WHERE uri = ?"), params)
+        cur.executemany(self._sql("DELETE FROM records WHERE uri = ?"), params)
+
+    def account(self, did: str) -> Account | None:
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT did, handle, active, status, rev, host FROM accounts WHERE did = ?"
+                ),
+                (did,),
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return Account(row[0], row[1], bool(row[2]), row[3], row[4], row[5])
+
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        with self._transaction(write=False) as cur:
+            cur.execute("SELECT host, cursor, backfilled, updated_at FROM hosts ORDER BY host")
+            return {
+                r[0]: {"cursor": r[1], "backfilled": bool(r[2]), "updatedAt": r[3]}
+                for r in cur.fetchall()
+            }
+
+    _ROW = (
+        "r.uri, r.cid, r.did, a.handle, r.record, r.created_at, r.indexed_at "
+        "FROM records r JOIN accounts a ON a.did = r.did AND a.active = 1"
+    )
+
+    @staticmethod
+    def _row(row: Sequence[Any]) -> dict[str, Any]:
+        return {
+            "uri": row[0],
+            "cid": row[1],
+            "did": row[2],
+            "handle": row[3],
+            "record": json.loads(row[4]),
+            "indexedAt": row[6],
+        }
+
+    def get_record(self, uri: str) -> dict[str, Any] | None:
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql(f"SELECT {self._ROW} WHERE r.uri = ?"), (uri,))
+            row = cur.fetchone()
+        return self._row(row) if row else None
+
+    def _filters(self, params: SearchParams) -> tuple[str, list[Any]]:
+        clauses = ["r.collection = ?"]
+        args: list[Any] = [DATASET]
+        if params.schema:
+            clauses.append("r.schema_ref = ?")
+            args.append(params.schema)
+        if params.schemas:
+            clauses.append("r.schema_ref IN (" + ", ".join("?" * len(params.schemas)) + ")")
+            args.extend(params.schemas)
+        if params.repo is not None:
+            clauses.append("r.did = ?")
+            args.append(params.repo)
+        if params.license:
+            clauses.append("r.license = ?")
+            args.append(params.license)
+        for tag in params.tags:
+            clauses.append("r.uri IN (SELECT uri FROM record_tags WHERE tag = ?)")
+            args.append(tag)
+        return " AND ".join(clauses), args
+
+    def search(self, params: SearchParams) -> Page:
+        if params.text is None:
+            where, args = self._filters(params)
+            key = decode_cursor(params.cursor, "recent", (str, str))
+            return self._recent(where, args, params.limit, key)
+        key = decode_cursor(params.cursor, "rank", (float, str, str))
+        query, args = self._search_sql(params, key)
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql(query), args)
+            rows = cur.fetchall()
+        more = len(rows) > params.limit
+        rows = rows[: params.limit]
+        cursor = None
+        if more:
+            last = rows[-1]
+            cursor = encode_cursor("rank", [float(last[7]), last[5], last[0]])
+        return Page([self._row(r) for r in rows], cursor)
+
+    def _recent(self, where: str, args: list[Any], limit: int, key: list[Any] | None) -> Page:
+        if key is not None:
+            where += " AND (r.created_at < ? OR (r.created_at = ? AND r.uri > ?))"
+            args = [*args, key[0], key[0], key[1]]
+        query = f"SELECT {self._ROW} WHERE {where} ORDER BY r.created_at DESC, r.uri LIMIT ?"
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql(query), [*args, limit + 1])
+            rows = cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        cursor = encode_cursor("recent", [rows[-1][5], rows[-1][0]]) if more else None
+        return Page([self._row(r) for r in rows], cursor)
+
+    def list_records(
+        self,
+        collection: str,
+        *,
+        repo: str | None = None,
+        limit: int,
+        cursor: str | None,
+        where: Sequence[tuple[str, str]] = (),
+    ) -> Page:
+        clauses = ["r.collection = ?"]
+        args: list[Any] = [collection]
+        if repo is not None:
+            clauses.append("r.did = ?")
+            args.append(repo)
+        for column, value in where:
+            clauses.append(f"r.{column} = ?")
+            args.append(value)
+        key = decode_cursor(cursor, "recent", (str, str))
+        return self._recent(" AND ".join(clauses), args, limit, key)
+
+    def lens_edges(self) -> list[tuple[str, str, str]]:
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT r.uri, r.source_schema, r.target_schema FROM records r "
+                    "JOIN accounts a ON a.did = r.did AND a.active = 1 WHERE r.collection = ?"
+                ),
+                (LENS,),
+            )
+            return [(r[0], r[1], r[2]) for r in cur.fetchall()]
+
+    def did_for_handle(self, handle: str) -> str | None:
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql("SELECT did FROM accounts WHERE handle = ?"), (handle.lower(),))
+            row = cur.fetchone()
+        return row[0] if row else None
+
+    def counts(self) -> dict[str, int]:
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                "SELECT r.collection, COUNT(*) FROM records r JOIN accounts a "
+                "ON a.did = r.did AND a.active = 1 GROUP BY r.collection"
+            )
+            out = {r[0]: int(r[1]) for r in cur.fetchall()}
+            cur.execute("SELECT COUNT(*) FROM accounts")
+            out["accounts"] = int(cur.fetchone()[0])
+        return out
+
+    def iter_uris(self, did: str) -> Iterator[str]:
+        """URIs of every stored record of ``did`` (visible or not)."""
+        with self._transaction(write=False) as cur:
+            cur.execute(self._sql("SELECT uri FROM records WHERE did = ? ORDER BY uri"), (did,))
+            rows = cur.fetchall()
+        yield from (r[0] for r in rows)
+
+
+def open_store(url: str) -> AppViewStore:
+    """A store for ``sqlite:////absolute/path.db`` or ``postgresql://...``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from atdata.appview._postgres import PostgresStore
+
+        return PostgresStore(url)
+    if url.startswith("sqlite:///"):
+        from atdata.appview._sqlite import SqliteStore
+
+        return SqliteStore(url[len("sqlite:///") :])
+    raise StoreError(
+        f"unsupported --db {url.split('://')[0]!r}: use sqlite:////absolute/path.db or postgresql://..."
+    )
