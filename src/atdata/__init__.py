@@ -22,7 +22,7 @@ from atdata.dict_sample import DictSample
 from atdata.errors import AtdataError, LensNotFoundError, SampleError, SchemaError, ShardError
 from atdata.lens import Lens, LensNetwork, lens
 from atdata.protocols import AbstractDataStore, AbstractIndex, DataSource, IndexEntry, Packable
-from atdata.sample import PackableSample, packable
+from atdata.sample import PackableSample, Shape, packable
 from atdata.sources import S3Source, URLSource
 from atdata.writer import ShardWriter, write_samples
 
@@ -76,6 +76,7 @@ __all__ = [
     "SampleBatch",
     "SampleError",
     "SchemaError",
+    "Shape",
     "ShardError",
     "ShardWriter",
     "URLSource",

@@ -40,6 +40,7 @@ __all__ = [
     "FieldSpec",
     "FieldType",
     "PackableSample",
+    "Shape",
     "fields_of",
     "is_packable",
     "new_key",
@@ -65,7 +66,8 @@ class FieldType:
     """The type of one field, as a small tree.
 
     ``kind`` is one of ``str int float bool bytes ndarray list dict sample``;
-    ``dtype`` is set for arrays with a declared dtype, ``item`` for lists and
+    ``dtype`` is set for arrays with a declared dtype, ``shape`` for arrays
+    with a declared :class:`Shape` (``-1``: any size), ``item`` for lists and
     dict values, ``sample_type`` for nested packable types; ``optional`` means
     ``None`` is allowed.
     """
@@ -75,11 +77,14 @@ class FieldType:
     dtype: np.dtype | None = None
     item: FieldType | None = None
     sample_type: type | None = None
+    shape: tuple[int, ...] | None = None
 
     def describe(self) -> str:
         """A short human-readable form, e.g. ``ndarray[uint8] | None``."""
         if self.kind == "ndarray":
             text = f"ndarray[{self.dtype}]" if self.dtype is not None else "ndarray"
+            if self.shape is not None:
+                text += "(" + ", ".join("*" if d < 0 else str(d) for d in self.shape) + ")"
         elif self.kind == "list":
             text = f"list[{self.item.describe() if self.item else '?'}]"
         elif self.kind == "dict":
@@ -89,6 +94,33 @@ class FieldType:
         else:
             text = self.kind
         return text + " | None" if self.optional else text
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Shape:
+    """The declared shape of an array field: ``Annotated[NDArray[np.uint8], Shape(3, None, None)]``.
+
+    Each dimension is a size, or ``None`` (or ``-1``) for any size. The shape
+    is recorded in the schema (``shape`` of the ``ndarray`` field type, ``-1``
+    for any size) and in Croissant's ``arrayShape``; packing does not check it.
+
+    >>> Shape(3, None, 224).dims
+    (3, -1, 224)
+    """
+
+    dims: tuple[int, ...]
+
+    def __init__(self, *dims: int | None) -> None:
+        out = []
+        for d in dims:
+            if d is None:
+                d = -1
+            if not isinstance(d, int) or isinstance(d, bool) or d < -1:
+                raise SchemaError(
+                    f"Shape dimensions are sizes >= 0, or None for any size; got {d!r}"
+                )
+            out.append(d)
+        object.__setattr__(self, "dims", tuple(out))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +158,14 @@ def _ndarray_dtype(tp: Any) -> np.dtype | None:
 def _parse_annotation(tp: Any, where: str) -> FieldType:
     origin = typing.get_origin(tp)
     if origin is typing.Annotated:
-        return _parse_annotation(typing.get_args(tp)[0], where)
+        inner, *extras = typing.get_args(tp)
+        ft = _parse_annotation(inner, where)
+        shapes = [e for e in extras if isinstance(e, Shape)]
+        if shapes:
+            if ft.kind != "ndarray" or len(shapes) > 1:
+                raise SchemaError(f"{where}: one Shape(...) goes on an NDArray annotation")
+            ft = dataclasses.replace(ft, shape=shapes[0].dims)
+        return ft
     if origin is typing.Union or origin is types.UnionType:
         members = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(members) != 1:

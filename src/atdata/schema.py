@@ -17,7 +17,8 @@ local index and ``ac.foundation.dataset.schemaType`` in ATProto records):
 
 - ``primitive`` with ``primitive`` one of ``str int float bool bytes``;
 - ``ndarray`` with ``dtype`` (a NumPy dtype name such as ``uint8``), left out
-  for a bare ``NDArray``;
+  for a bare ``NDArray``, and ``shape`` (sizes, ``-1`` for any) when the
+  annotation declares one: ``Annotated[NDArray[np.uint8], Shape(3, None, None)]``;
 - ``array`` with ``items`` (``list[T]``), ``map`` with ``values`` (``dict[str, T]``);
 - ``sample``: a nested sample type, inline, with its own ``name``,
   ``sampleType`` and ``fields`` (so one record describes the whole type);
@@ -68,13 +69,21 @@ import typing
 from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from atdata.errors import SchemaError
-from atdata.sample import FieldSpec, FieldType, PackableSample, fields_of, is_packable, packable
+from atdata.sample import (
+    FieldSpec,
+    FieldType,
+    PackableSample,
+    Shape,
+    fields_of,
+    is_packable,
+    packable,
+)
 
 __all__ = [
     "ATPROTO_TYPE_PREFIX",
@@ -191,6 +200,8 @@ def _type_json(ft: FieldType, prefix: str, stack: tuple[type, ...], top: bool) -
         out = {"$type": f"{prefix}#ndarray"}
         if ft.dtype is not None:
             out["dtype"] = ft.dtype.name
+        if ft.shape is not None:
+            out["shape"] = list(ft.shape)
     elif kind == "list":
         assert ft.item is not None
         out = {"$type": f"{prefix}#array", "items": _type_json(ft.item, prefix, stack, False)}
@@ -463,6 +474,9 @@ def _parse_type(raw: Any, accurate: bool, where: str, depth: int) -> tuple[Any, 
         tp, ft = _PRIMITIVE_TYPES[prim], FieldType(prim)
     elif kind == "ndarray":
         tp, ft = _ndarray_type(raw.get("dtype"), accurate, where)
+        if raw.get("shape") is not None:
+            shape = _shape(raw["shape"], where)
+            tp, ft = Annotated[tp, Shape(*shape)], dataclasses.replace(ft, shape=shape)
     elif kind in ("array", "map"):
         key = "items" if kind == "array" else "values"
         inner_tp, inner = _parse_type(
@@ -489,6 +503,14 @@ def _parse_type(raw: Any, accurate: bool, where: str, depth: int) -> tuple[Any, 
             "or sample"
         )
     return tp, ft
+
+
+def _shape(raw: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(raw, list) or len(raw) > _MAX_DEPTH:
+        raise SchemaError(f"{where}: 'shape' must be a list of at most {_MAX_DEPTH} sizes")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= -1 for d in raw):
+        raise SchemaError(f"{where}: 'shape' holds sizes >= 0, or -1 for any size")
+    return tuple(raw)
 
 
 def _ndarray_type(dtype: Any, accurate: bool, where: str) -> tuple[Any, FieldType]:

@@ -551,6 +551,21 @@ class AtmosphereClient:
             return session.did
         return self._resolver.resolve_handle(identifier, pds_url=self.pds_url)
 
+    def handle_of(self, did: str) -> str | None:
+        """The handle ``did`` claims (``alsoKnownAs``) if it resolves back to ``did``, else None."""
+        session = self._session
+        if session is not None and did == session.did:
+            return session.handle
+        try:
+            doc = self._resolver.resolve_did_doc(did)
+            for aka in doc.get("alsoKnownAs") or []:
+                if isinstance(aka, str) and aka.startswith("at://"):
+                    handle = aka[len("at://") :]
+                    return handle if self.resolve_did(handle) == did else None
+        except IdentityError:
+            return None
+        return None
+
     def resolve_pds(self, did: str) -> str:
         """The PDS endpoint hosting ``did`` (PLC directory or did:web document), cached."""
         session = self._session

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from atdata.cli import appview, datasets, diagnose, index, login, publish, schema, stack
+from atdata.cli import appview, croissant, datasets, diagnose, index, login, publish, schema, stack
 from atdata.cli._common import CliError, err, settings
 from atdata.cli._errors import explain
 
@@ -79,6 +79,7 @@ def root(
 
 app.command("inspect")(datasets.inspect_ref)
 app.command("preview")(datasets.preview)
+app.command("croissant")(croissant.croissant)
 app.add_typer(schema.app, name="schema")
 app.add_typer(index.app, name="index")
 app.command("login")(login.login)
