@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from atdata.appview._pages import page_routes
 from atdata.appview._query import BadParam, SearchParams, parse_limit, parse_text_query
 from atdata.appview._store import DATASET, LENS, SCHEMA, Page, StoreError
 from atdata.atmosphere.uri import AtUri, is_valid_did, is_valid_handle
@@ -322,6 +323,7 @@ def build_app(view: AppView) -> Starlette:
             Route("/health", health, methods=["GET"]),
             Route("/xrpc/_health", health, methods=["GET"]),
             Route("/.well-known/did.json", did_json, methods=["GET"]),
+            *page_routes(view),
         ],
         lifespan=view.lifespan,
     )
