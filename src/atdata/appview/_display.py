@@ -220,10 +220,14 @@ def size_summary(record: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def load_snippet(handle: str | None, did: str, name: str) -> str:
+def load_snippet(handle: str | None, did: str, name: str, splits: list[str]) -> str:
     """Python that loads the dataset by publisher and name (a valid string literal for any name)."""
     ref = json.dumps(f"@{handle or did}/{name}", ensure_ascii=False)
-    return f"import atdata\n\nds = atdata.load_dataset({ref})"
+    names = ", ".join(json.dumps(s, ensure_ascii=False) for s in splits or ["train"])
+    return (
+        f"import atdata\n\nds = atdata.load_dataset({ref})\n"
+        f"# a DatasetDict: one typed Dataset per split ({names})"
+    )
 
 
 def record_path(kind: str, uri: str) -> str | None:

@@ -419,7 +419,7 @@ class _Pages:
             ],
             lenses_from=[ln for ln in lenses if ln["source"]["uri"] == schema_uri],
             lenses_to=[ln for ln in lenses if ln["target"]["uri"] == schema_uri],
-            snippet=load_snippet(row["handle"], row["did"], name),
+            snippet=load_snippet(row["handle"], row["did"], name, [n for n, _ in splits]),
             croissant_path="/croissant" + (dataset_path(uri) or "").removeprefix("/dataset"),
             jsonld=jsonld,
             problems=problems,
