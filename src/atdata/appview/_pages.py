@@ -52,6 +52,7 @@ PAGE_SIZE = 20
 _LIST_LIMIT = 50
 _MAX_LENS_HOPS = 8
 _MAX_READABLE_SCHEMAS = 500
+_MAX_READABLE_LISTINGS = 50
 _HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; "
@@ -313,6 +314,20 @@ class _Pages:
         del paths[schema]
         return paths
 
+    def _readable(self, schema: str) -> list[dict[str, Any]]:
+        """The newest datasets of other schemas that reach ``schema`` through lenses."""
+        paths = self._readable_paths(schema)
+        found: list[tuple[dict[str, Any], list[str]]] = []
+        # One indexed listing per source schema (an IN list would scan in date order).
+        for source in list(paths)[:_MAX_READABLE_LISTINGS]:
+            rows = self.store.search(SearchParams(schema=source, limit=PAGE_SIZE)).rows
+            found += [(r, paths[source]) for r in rows]
+        found.sort(key=lambda rv: rv[0]["uri"])
+        found.sort(key=lambda rv: _text(rv[0]["record"].get("createdAt"), 40), reverse=True)
+        found = found[:PAGE_SIZE]
+        names = self._names({lens for _, via in found for lens in via})
+        return [{**_summary(r), "via": [names.get(u, u) for u in via]} for r, via in found]
+
     # -- pages
 
     def home(self, request: Request) -> Response:
@@ -439,14 +454,7 @@ class _Pages:
             key=lambda r: version_key(_text(r["record"].get("version"), 100)), reverse=True
         )
         using = self.store.search(SearchParams(schema=uri, limit=PAGE_SIZE))
-        paths = self._readable_paths(uri)
-        readable = []
-        if paths:
-            found = self.store.search(SearchParams(schemas=tuple(paths), limit=PAGE_SIZE))
-            vias = [paths.get(_text(r["record"].get("schemaRef"), 500), []) for r in found.rows]
-            names = self._names({lens for via in vias for lens in via})
-            for r, via in zip(found.rows, vias):
-                readable.append({**_summary(r), "via": [names.get(u, u) for u in via]})
+        readable = self._readable(uri)
         lens_rows = self._lens_rows(uri)
         names = self._schema_names(
             {

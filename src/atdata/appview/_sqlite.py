@@ -43,10 +43,18 @@ CREATE VIRTUAL TABLE records_fts USING fts5(name, search_text, tokenize = 'unico
 """
 
 
+# v2: listings filtered by schema or publisher, newest first, walk an index instead of
+# scanning every dataset in date order (the web pages' schema and publisher lists).
+_V2 = """
+CREATE INDEX records_schema_recent ON records (collection, schema_ref, created_at DESC, uri);
+CREATE INDEX records_did_recent ON records (collection, did, created_at DESC, uri)
+"""
+
+
 class SqliteStore(SqlStore):
     """Records, accounts and cursors in one SQLite file; readers never block the writer."""
 
-    _migrations = (_V1,)
+    _migrations = (_V1, _V2)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
