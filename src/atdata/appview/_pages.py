@@ -13,6 +13,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -203,6 +204,28 @@ def _lens(row: Mapping[str, Any], schema_names: Mapping[str, str]) -> dict[str, 
     }
 
 
+@dataclass(frozen=True)
+class _DatasetContext:
+    """An indexed dataset with what its page and its Croissant document need."""
+
+    row: dict[str, Any]
+    schema: dict[str, Any] | None
+    lenses: list[dict[str, Any]]
+    pds: str | None
+    page_url: str
+
+    def croissant(self) -> dict[str, Any]:
+        """Its Croissant document (:class:`CroissantError` if the record cannot be described)."""
+        return to_croissant(
+            _getrecord(self.row),
+            schema=_getrecord(self.schema) if self.schema else None,
+            lenses=[{"uri": lens["uri"], "value": lens["record"]} for lens in self.lenses],
+            creator={"did": self.row["did"], "handle": self.row["handle"] or ""},
+            url=self.page_url,
+            pds=self.pds,
+        )
+
+
 class _Pages:
     """The page handlers of one AppView."""
 
@@ -261,31 +284,29 @@ class _Pages:
                 out[uri] = _text(row["record"].get("name"), 100) or uri
         return out
 
-    def _croissant(
-        self,
-        row: Mapping[str, Any],
-        schema: Mapping[str, Any] | None,
-        lenses: list[Mapping[str, Any]],
-        page: str,
-        pds: str | None,
-    ) -> dict[str, Any]:
-        return to_croissant(
-            _getrecord(row),
-            schema=_getrecord(schema) if schema else None,
-            lenses=[{"uri": lens["uri"], "value": lens["record"]} for lens in lenses],
-            creator={"did": row["did"], "handle": row["handle"] or ""},
-            url=page,
-            pds=pds,
-        )
-
-    def _dataset_rows(self, request: Request) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def _dataset_context(self, request: Request) -> _DatasetContext:
         uri = _record_uri(request, DATASET)
         row = self.store.get_record(uri)
         if row is None:
             raise _PageError(404, f"{uri} is not indexed")
         ref = _text(row["record"].get("schemaRef"), 500)
         schema = self.store.get_record(ref) if record_path("schema", ref) else None
-        return row, schema
+        storage = row["record"].get("storage")
+        blobs = isinstance(storage, Mapping) and isinstance(storage.get("blobs"), list)
+        return _DatasetContext(
+            row=row,
+            schema=schema,
+            lenses=self._lens_rows(schema["uri"]) if schema else [],
+            pds=self._pds(row["did"]) if blobs else None,
+            page_url=self._base(request) + (dataset_path(uri) or ""),
+        )
+
+    def _lens_display(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ends = {
+            _text(r["record"].get(k), 500) for r in rows for k in ("sourceSchema", "targetSchema")
+        }
+        names = self._schema_names(ends)
+        return [_lens(r, names) for r in rows]
 
     def _lens_rows(self, schema_uri: str) -> list[dict[str, Any]]:
         rows = []
@@ -382,34 +403,23 @@ class _Pages:
         )
 
     def dataset(self, request: Request) -> Response:
-        row, schema = self._dataset_rows(request)
+        ctx = self._dataset_context(request)
+        row, schema = ctx.row, ctx.schema
         rec = row["record"]
         uri = row["uri"]
-        storage = rec.get("storage")
-        blobs = isinstance(storage, Mapping) and isinstance(storage.get("blobs"), list)
-        pds = self._pds(row["did"]) if blobs else None
-        lens_rows = self._lens_rows(schema["uri"]) if schema else []
-        page_url = self._base(request) + (dataset_path(uri) or "")
         problems = []
         try:
-            shards, nshards, splits = shard_rows(uri, rec, pds)
+            shards, nshards, splits = shard_rows(uri, rec, ctx.pds)
         except CroissantError as exc:
             shards, nshards, splits = [], 0, []
             problems.append(str(exc))
         jsonld = None
         try:
-            jsonld = script_json(self._croissant(row, schema, lens_rows, page_url, pds))
+            jsonld = script_json(ctx.croissant())
         except CroissantError as exc:
             problems.append(f"no Croissant metadata: {exc}")
         schema_uri = schema["uri"] if schema else None
-        names = self._schema_names(
-            {
-                _text(r["record"].get(k), 500)
-                for r in lens_rows
-                for k in ("sourceSchema", "targetSchema")
-            }
-        )
-        lenses = [_lens(r, names) for r in lens_rows]
+        lenses = self._lens_display(ctx.lenses)
         name = _text(rec.get("name"), 200)
         return self._render(
             request,
@@ -455,15 +465,7 @@ class _Pages:
         )
         using = self.store.search(SearchParams(schema=uri, limit=PAGE_SIZE))
         readable = self._readable(uri)
-        lens_rows = self._lens_rows(uri)
-        names = self._schema_names(
-            {
-                _text(r["record"].get(k), 500)
-                for r in lens_rows
-                for k in ("sourceSchema", "targetSchema")
-            }
-        )
-        lenses = [_lens(r, names) for r in lens_rows]
+        lenses = self._lens_display(self._lens_rows(uri))
         return self._render(
             request,
             "schema.html",
@@ -508,16 +510,9 @@ class _Pages:
 
     def croissant(self, request: Request) -> Response:
         try:
-            row, schema = self._dataset_rows(request)
+            doc = self._dataset_context(request).croissant()
         except _PageError as exc:
             return JSONResponse({"error": "RecordNotFound", "message": str(exc)}, 404)
-        storage = row["record"].get("storage")
-        blobs = isinstance(storage, Mapping) and isinstance(storage.get("blobs"), list)
-        pds = self._pds(row["did"]) if blobs else None
-        lenses = self._lens_rows(schema["uri"]) if schema else []
-        page = self._base(request) + (dataset_path(row["uri"]) or "")
-        try:
-            doc = self._croissant(row, schema, lenses, page, pds)
         except CroissantError as exc:
             return JSONResponse({"error": "InvalidRecord", "message": str(exc)}, 422)
         return JSONResponse(
