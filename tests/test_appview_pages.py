@@ -333,3 +333,122 @@ def test_bad_addresses_and_queries_are_pages_not_crashes(appview_server: LocalSe
     assert croissant.status_code == 404 and croissant.json()["error"] == "RecordNotFound"
     css = get("/static/atdata.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+
+
+# --------------------------------------------------------------------------- without a browser
+
+NDARRAY = "ac.foundation.dataset.schemaType#ndarray"
+PRIMITIVE = "ac.foundation.dataset.schemaType#primitive"
+
+
+def test_schema_table_rows_for_every_field_kind() -> None:
+    from atdata.appview._display import schema_rows
+
+    ref = "at://did:plc:aaaaaaaaaaaaaaaaaaaaaaaa/ac.foundation.dataset.sampleSchema/3kab"
+    record = {
+        "fields": [
+            {
+                "name": "img",
+                "fieldType": {"$type": NDARRAY, "dtype": "uint8", "shape": [3, -1, 224]},
+            },
+            {"name": "any", "fieldType": {"$type": NDARRAY}, "optional": True},
+            {
+                "name": "frames",
+                "fieldType": {
+                    "$type": "x#array",
+                    "items": {"$type": NDARRAY, "dtype": "int16", "shape": [2, 2]},
+                },
+            },
+            {
+                "name": "counts",
+                "fieldType": {
+                    "$type": "x#map",
+                    "values": {"$type": PRIMITIVE, "primitive": "int", "optional": True},
+                },
+            },
+            {
+                "name": "box",
+                "fieldType": {
+                    "$type": "x#sample",
+                    "name": "Box",
+                    "fields": [
+                        {"name": "w", "fieldType": {"$type": PRIMITIVE, "primitive": "float"}}
+                    ],
+                },
+            },
+            {"name": "other", "fieldType": {"$type": "x#ref", "ref": ref}},
+            {"name": "broken", "fieldType": "not an object"},
+            "not a field",
+        ]
+    }
+    rows = [(r.name, r.type, r.dtype, r.shape, r.optional, r.ref_path) for r in schema_rows(record)]
+    assert rows == [
+        ("img", "ndarray", "uint8", "(3, *, 224)", False, None),
+        ("any", "ndarray", "any", "", True, None),
+        ("frames", "list[ndarray]", "int16", "(2, 2)", False, None),
+        ("counts", "dict[str, int | None]", "", "", False, None),
+        ("box", "Box", "", "", False, None),
+        ("box.w", "float", "", "", False, None),
+        ("other", "ref", "", "", False, "/schema/did:plc:aaaaaaaaaaaaaaaaaaaaaaaa/3kab"),
+        ("broken", "?", "", "", False, None),
+    ]
+    assert schema_rows({"fields": "nope"}) == []
+
+
+def test_json_ld_cannot_leave_its_script_element() -> None:
+    from atdata.appview._pages import script_json
+
+    doc = {"name": "</script><!-- \u2028\u2029 & <b>", "nested": ["</SCRIPT>"]}
+    text = str(script_json(doc))
+    assert not any(c in text for c in "<>&\u2028\u2029")
+    assert json.loads(text) == doc
+
+
+def test_size_summary_and_snippet() -> None:
+    from atdata.appview._display import load_snippet, size_summary
+
+    blobs = {"storage": {"blobs": [{"size": 1500}, {"size": 500}]}}
+    assert size_summary(blobs) == "2.0 kB · 2 shards"
+    stated = {"size": {"samples": 1, "bytes": 12, "shards": 1}, "storage": {"urls": ["a{0..9}"]}}
+    assert size_summary(stated) == "1 sample · 12 B · 1 shard"
+    assert size_summary({"storage": {"urls": ["s-{000..099}.tar"]}}) == ""  # not expanded
+    assert size_summary({"size": "huge", "storage": None}) == ""
+    snippet = load_snippet(None, "did:plc:x", 'a "quoted" name', [])
+    namespace: dict[str, Any] = {}
+    exec(snippet.replace("import atdata", "").replace("atdata.load_dataset", "str"), namespace)
+    assert namespace["ds"] == '@did:plc:x/a "quoted" name'
+
+
+def test_a_malformed_record_still_gets_a_page(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from atdata.appview import AppView, open_store
+    from atdata.appview._store import Account, Changes, RecordRow
+
+    did = "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"
+    dataset = "ac.foundation.dataset.record"
+    record = {
+        "$type": dataset,
+        "name": "odd",
+        "schemaRef": f"at://{did}/ac.foundation.dataset.sampleSchema/3kzz",
+        "storage": {"$type": "ac.foundation.dataset.storageExternal", "urls": ["s-{0..9}.tar"]},
+        "splits": [{"name": "train", "shards": [99]}],
+        "createdAt": "2026-01-01T00:00:00Z",
+    }
+    store = open_store(f"sqlite:///{tmp_path / 'view.db'}")
+    store.apply(
+        Changes(
+            accounts=[Account(did, "odd.test")],
+            upserts=[RecordRow(f"at://{did}/{dataset}/3kaa", did, dataset, "3kaa", "bafy", record)],
+        )
+    )
+    with TestClient(AppView([], store).app) as client:
+        page = client.get(f"/dataset/{did}/3kaa")
+        assert page.status_code == 200
+        assert "split &#39;train&#39; names a shard index out of range" in page.text
+        assert "is not indexed" in page.text  # the schema
+        assert 'type="application/ld+json"' not in page.text
+        croissant = client.get(f"/croissant/{did}/3kaa")
+        assert croissant.status_code == 422 and croissant.json()["error"] == "InvalidRecord"
+        assert client.get("/publisher/odd.test").status_code == 200
+        assert client.get(f"/schema/{did}/3kzz").status_code == 404
