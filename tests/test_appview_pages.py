@@ -163,6 +163,17 @@ def indexed(view: LocalServer, published: dict[str, Any]) -> None:
     wait_for(found, "the AppView to index both datasets and the lens")
 
 
+def assert_accessible(page: Any) -> None:
+    """One top heading, and a label for every form control a person fills in."""
+    assert page.locator("h1").count() == 1
+    assert page.locator("h2").count() >= 1
+    controls = page.locator("input:not([type=hidden]), select, textarea")
+    assert controls.count() >= 1  # the search box on every page
+    for i in range(controls.count()):
+        ident = controls.nth(i).get_attribute("id")
+        assert ident and page.locator(f'label[for="{ident}"]').count() == 1, ident
+
+
 def dataset_path(uri: str) -> str:
     did, _, rkey = uri.removeprefix("at://").partition("/ac.foundation.dataset.record/")
     return f"/dataset/{did}/{rkey}"
@@ -186,6 +197,7 @@ def test_search_open_read_and_validate_a_dataset_page(
     assert page.get_by_role("heading", level=1).inner_text() == "Datasets on the atmosphere"
     recent = page.locator("ol.results h3 a").all_inner_texts()
     assert "thermal-probes" in recent and XSS in recent
+    assert_accessible(page)
     page.get_by_label("Find a dataset by name, description or tag").fill(published["word"])
     page.locator("form.big-search button").click()
 
@@ -194,6 +206,7 @@ def test_search_open_read_and_validate_a_dataset_page(
     assert page.get_by_role("heading", level=1).inner_text() == (
         f"Datasets matching “{published['word']}”"
     )
+    assert_accessible(page)
     result = page.locator("li.result", has=page.get_by_role("link", name="thermal-probes"))
     assert result.locator(".publisher").inner_text() == f"by @{published['handle']}"
     assert result.locator(".license").inner_text() == "CC-BY-4.0"
@@ -206,6 +219,7 @@ def test_search_open_read_and_validate_a_dataset_page(
     page.wait_for_url("**/dataset/**")
     assert page.url == appview_server.url + dataset_path(published["uri"])
     assert page.get_by_role("heading", level=1).inner_text() == "thermal-probes"
+    assert_accessible(page)
     byline = page.locator("p.byline").inner_text()
     assert f"@{published['handle']}" in byline and published["did"] in byline
     facts = dict(
@@ -276,6 +290,7 @@ def test_search_open_read_and_validate_a_dataset_page(
     page.locator("section[aria-labelledby=schema] p a").first.click()
     page.wait_for_url("**/schema/**")
     assert page.get_by_role("heading", level=1).inner_text() == "Probe@1.0.0"
+    assert_accessible(page)
     using = page.locator("section[aria-labelledby=using] h3 a").all_inner_texts()
     assert sorted(using) == sorted(["thermal-probes", XSS])
     page.get_by_role("link", name="ProbeLabel@1.0.0").first.click()
@@ -287,6 +302,7 @@ def test_search_open_read_and_validate_a_dataset_page(
     # the publisher page, by handle
     page.goto(appview_server.url + f"/publisher/{published['handle']}")
     assert page.get_by_role("heading", level=1).inner_text() == f"@{published['handle']}"
+    assert_accessible(page)
     names = page.locator("section[aria-labelledby=datasets] h3 a").all_inner_texts()
     assert sorted(names) == sorted(["thermal-probes", XSS])
     context.close()
