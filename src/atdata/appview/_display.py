@@ -198,9 +198,10 @@ def _count(value: Any) -> int | None:
 
 def size_summary(record: Mapping[str, Any]) -> str:
     """``1,000 samples · 2.1 MB · 3 shards`` from what the record says (nothing is expanded)."""
-    size = record.get("size") if isinstance(record.get("size"), Mapping) else {}
+    size, storage = record.get("size"), record.get("storage")
+    size = size if isinstance(size, Mapping) else {}
+    storage = storage if isinstance(storage, Mapping) else {}
     samples, nbytes, shards = (_count(size.get(k)) for k in ("samples", "bytes", "shards"))
-    storage = record.get("storage") if isinstance(record.get("storage"), Mapping) else {}
     blobs = storage.get("blobs")
     urls = storage.get("urls")
     if isinstance(blobs, list):
