@@ -27,7 +27,13 @@ import pytest
 from numpy.typing import NDArray
 
 import atdata
-from atdata.atmosphere import AtmosphereClient, AtmosphereIndex, LensPublisher, PDSBlobStore
+from atdata.atmosphere import (
+    AtmosphereClient,
+    AtmosphereIndex,
+    DatasetPublisher,
+    LensPublisher,
+    PDSBlobStore,
+)
 from atdata.stack._base import LocalServer
 from helpers import private_atdata_home  # noqa: F401 - autouse fixture
 
@@ -131,9 +137,21 @@ def published(
         tags=[f"<b>{word}</b>"],
         license="MIT",
     )
+    split = DatasetPublisher(pds_client).publish_with_urls(
+        "https://data.example.org/probes-{000..002}.tar",
+        schema,
+        name="probe-splits",
+        description=f"The {word} readings, split.",
+        sha256=["ab" * 32, "cd" * 32, "ef" * 32],
+        samples=9,
+        splits=[{"name": "train", "shards": [0, 1]}, {"name": "test", "shards": [2]}],
+        license="MIT",
+        metadata={"version": "2.0.0"},
+    )
     return {
         "word": word,
         "uri": entry.uri,
+        "split_uri": str(split),
         "xss_uri": xss.uri,
         "schema": schema,
         "target": target,
@@ -158,9 +176,9 @@ def indexed(view: LocalServer, published: dict[str, Any]) -> None:
             trust_env=False,
             timeout=10,
         ).json()
-        return len(answer["datasets"]) == 2 and len(lenses["lenses"]) == 1
+        return len(answer["datasets"]) == 3 and len(lenses["lenses"]) == 1
 
-    wait_for(found, "the AppView to index both datasets and the lens")
+    wait_for(found, "the AppView to index the three datasets and the lens")
 
 
 def assert_accessible(page: Any) -> None:
@@ -292,7 +310,7 @@ def test_search_open_read_and_validate_a_dataset_page(
     assert page.get_by_role("heading", level=1).inner_text() == "Probe@1.0.0"
     assert_accessible(page)
     using = page.locator("section[aria-labelledby=using] h3 a").all_inner_texts()
-    assert sorted(using) == sorted(["thermal-probes", XSS])
+    assert sorted(using) == sorted(["thermal-probes", "probe-splits", XSS])
     page.get_by_role("link", name="ProbeLabel@1.0.0").first.click()
     page.wait_for_url("**/schema/**")
     readable = page.locator("section[aria-labelledby=readable] li.result")
@@ -304,7 +322,7 @@ def test_search_open_read_and_validate_a_dataset_page(
     assert page.get_by_role("heading", level=1).inner_text() == f"@{published['handle']}"
     assert_accessible(page)
     names = page.locator("section[aria-labelledby=datasets] h3 a").all_inner_texts()
-    assert sorted(names) == sorted(["thermal-probes", XSS])
+    assert sorted(names) == sorted(["thermal-probes", "probe-splits", XSS])
     context.close()
 
 
@@ -331,6 +349,42 @@ def test_record_values_render_as_text(
     assert XSS in page.locator("ol.results h3 a").all_inner_texts()
     assert page.locator("body script, body img, body b").count() == 0
     assert dialogs == []
+    context.close()
+
+
+def test_external_shards_and_splits(
+    browser: Any, appview_server: LocalServer, published: dict[str, Any]
+) -> None:
+    indexed(appview_server, published)
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(appview_server.url + dataset_path(published["split_uri"]))
+    assert page.get_by_role("heading", level=1).inner_text() == "probe-splits"
+    assert_accessible(page)
+    assert "9 samples" in page.locator("dl.facts dd").nth(2).inner_text()
+    shards = page.locator("table.shards tbody tr")
+    assert [shards.nth(i).locator("td").nth(1).inner_text() for i in range(3)] == [
+        f"https://data.example.org/probes-{i:03d}.tar" for i in range(3)
+    ]
+    links = page.locator("table.shards tbody a")
+    assert links.first.get_attribute("href") == "https://data.example.org/probes-000.tar"
+    assert shards.nth(2).locator("td").nth(3).inner_text() == "ef" * 32
+    splits = page.locator("table.splits tbody tr")
+    assert [splits.nth(i).locator("th, td").all_inner_texts() for i in range(2)] == [
+        ["train", "0, 1"],
+        ["test", "2"],
+    ]
+    assert '("train", "test")' in page.locator("pre.snippet code").inner_text()
+    doc = json.loads(page.locator('script[type="application/ld+json"]').text_content() or "")
+    assert [f["contentUrl"] for f in doc["distribution"][:3]] == [
+        f"https://data.example.org/probes-{i:03d}.tar" for i in range(3)
+    ]
+    assert doc["version"] == "2.0.0"
+    dataset = mlc.Dataset(jsonld=doc)
+    assert not dataset.metadata.ctx.issues.errors
+    assert set(dataset.metadata.ctx.issues.warnings) == set()
+    split_sets = [rs for rs in dataset.metadata.record_sets if rs.uuid == "splits"]
+    assert len(split_sets) == 1
     context.close()
 
 
