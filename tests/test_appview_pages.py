@@ -522,3 +522,52 @@ def test_a_malformed_record_still_gets_a_page(tmp_path: Path) -> None:
         assert croissant.status_code == 422 and croissant.json()["error"] == "InvalidRecord"
         assert client.get("/publisher/odd.test").status_code == 200
         assert client.get(f"/schema/{did}/3kzz").status_code == 404
+
+
+def test_results_are_paged_with_the_store_cursors(tmp_path: Path) -> None:
+    import re
+
+    from starlette.testclient import TestClient
+
+    from atdata.appview import AppView, open_store
+    from atdata.appview._store import Account, Changes, RecordRow
+
+    did = "did:plc:cccccccccccccccccccccccc"
+    dataset = "ac.foundation.dataset.record"
+    rows = []
+    for i in range(45):
+        record = {
+            "$type": dataset,
+            "name": f"paged set {i:02d}",
+            "schemaRef": f"at://{did}/ac.foundation.dataset.sampleSchema/3kzz",
+            "storage": {
+                "$type": "ac.foundation.dataset.storageExternal",
+                "urls": ["https://x.org/a.tar"],
+            },
+            "tags": ["paged"],
+            "createdAt": f"2026-01-01T00:00:{i:02d}Z",
+        }
+        rows.append(
+            RecordRow(f"at://{did}/{dataset}/3k{i:02d}", did, dataset, f"3k{i:02d}", "bafy", record)
+        )
+    store = open_store(f"sqlite:///{tmp_path / 'view.db'}")
+    store.apply(Changes(accounts=[Account(did, "pager.test")], upserts=rows))
+
+    def walk(client: TestClient, first: str) -> list[list[str]]:
+        pages, href = [], first
+        while href:
+            html = client.get(href).text
+            pages.append(re.findall(r'<h3><a href="[^"]+">(paged set \d\d)</a></h3>', html))
+            found = re.search(r'<a rel="next" href="([^"]+)">', html)
+            href = found.group(1).replace("&amp;", "&") if found else None
+            assert (first != href) and ("First page" in html) == (len(pages) > 1)
+        return pages
+
+    with TestClient(AppView([], store).app) as client:
+        for first in ("/search?tag=paged", "/search?q=paged", "/publisher/pager.test"):
+            pages = walk(client, first)
+            assert [len(p) for p in pages] == [20, 20, 5], first
+            names = [n for p in pages for n in p]
+            assert len(set(names)) == 45
+        recent = walk(client, "/search?tag=paged")
+        assert recent[0][0] == "paged set 44" and recent[-1][-1] == "paged set 00"
