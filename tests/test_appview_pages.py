@@ -309,6 +309,9 @@ def test_search_open_read_and_validate_a_dataset_page(
     page.wait_for_url("**/schema/**")
     assert page.get_by_role("heading", level=1).inner_text() == "Probe@1.0.0"
     assert_accessible(page)
+    assert [v.split()[0] for v in page.locator("ul.versions li").all_inner_texts()] == ["1.0.0"]
+    fields = page.locator("table.fields tbody th").all_inner_texts()
+    assert [f.strip() for f in fields] == ["image", "label", "note"]
     using = page.locator("section[aria-labelledby=using] h3 a").all_inner_texts()
     assert sorted(using) == sorted(["thermal-probes", "probe-splits", XSS])
     page.get_by_role("link", name="ProbeLabel@1.0.0").first.click()
