@@ -574,3 +574,76 @@ def test_results_are_paged_with_the_store_cursors(tmp_path: Path) -> None:
             assert len(set(names)) == 45
         recent = walk(client, "/search?tag=paged")
         assert recent[0][0] == "paged set 44" and recent[-1][-1] == "paged set 00"
+
+
+def test_schema_versions_newest_first_and_lens_paths(tmp_path: Path) -> None:
+    import re
+
+    from starlette.testclient import TestClient
+
+    from atdata.appview import AppView, open_store
+    from atdata.appview._store import Account, Changes, RecordRow
+
+    did = "did:plc:dddddddddddddddddddddddd"
+    schema_nsid, lens_nsid = "ac.foundation.dataset.sampleSchema", "ac.foundation.dataset.lens"
+    dataset = "ac.foundation.dataset.record"
+
+    def schema(rkey: str, name: str, version: str) -> RecordRow:
+        record = {
+            "$type": schema_nsid,
+            "name": name,
+            "version": version,
+            "fields": [{"name": "x", "fieldType": {"$type": PRIMITIVE, "primitive": "int"}}],
+            "createdAt": "2026-01-01T00:00:00Z",
+        }
+        return RecordRow(f"at://{did}/{schema_nsid}/{rkey}", did, schema_nsid, rkey, "bafy", record)
+
+    def uri(rkey: str) -> str:
+        return f"at://{did}/{schema_nsid}/{rkey}"
+
+    def lens(rkey: str, name: str, source: str, target: str) -> RecordRow:
+        record = {
+            "$type": lens_nsid,
+            "name": name,
+            "sourceSchema": uri(source),
+            "targetSchema": uri(target),
+            "createdAt": "2026-01-01T00:00:00Z",
+        }
+        return RecordRow(f"at://{did}/{lens_nsid}/{rkey}", did, lens_nsid, rkey, "bafy", record)
+
+    data = {
+        "$type": dataset,
+        "name": "raw readings",
+        "schemaRef": uri("raw"),
+        "storage": {
+            "$type": "ac.foundation.dataset.storageExternal",
+            "urls": ["https://x.org/a.tar"],
+        },
+        "createdAt": "2026-01-02T00:00:00Z",
+    }
+    store = open_store(f"sqlite:///{tmp_path / 'view.db'}")
+    store.apply(
+        Changes(
+            accounts=[Account(did, "versions.test")],
+            upserts=[
+                schema("v9", "Reading", "1.9.0"),
+                schema("v10", "Reading", "1.10.0"),
+                schema("v2rc", "Reading", "2.0.0-rc1"),
+                schema("raw", "Raw", "1.0.0"),
+                schema("mid", "Mid", "1.0.0"),
+                lens("l1", "raw-to-mid", "raw", "mid"),
+                lens("l2", "mid-to-reading", "mid", "v10"),
+                RecordRow(f"at://{did}/{dataset}/3kd", did, dataset, "3kd", "bafy", data),
+            ],
+        )
+    )
+    with TestClient(AppView([], store).app) as client:
+        html = client.get(f"/schema/{did}/v10").text
+        versions = re.findall(
+            r"<li>(?:<strong>|<a [^>]+>)([^<]+)</", html.split('id="versions"')[1]
+        )
+        assert versions[:3] == ["2.0.0-rc1", "1.10.0", "1.9.0"]
+        readable = html.split('id="readable"')[1].split("</section>")[0]
+        assert "raw readings" in readable
+        assert "readable through raw-to-mid → mid-to-reading" in readable
+        assert "No indexed dataset uses this schema." in html
