@@ -277,6 +277,7 @@ def test_search_open_read_and_validate_a_dataset_page(
     assert jsonld is not None
     doc = json.loads(jsonld)
     assert doc["name"] == "thermal-probes" and doc["url"] == page.url
+    assert page.locator('link[rel="canonical"]').get_attribute("href") == page.url
     assert doc["creator"]["identifier"] == published["did"]
     assert [f["contentUrl"].startswith(pds_server.url) for f in doc["distribution"][:2]] == [
         True,

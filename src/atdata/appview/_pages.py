@@ -447,6 +447,7 @@ class _Pages:
             snippet=load_snippet(row["handle"], row["did"], name, [n for n, _ in splits]),
             croissant_path="/croissant" + (dataset_path(uri) or "").removeprefix("/dataset"),
             jsonld=jsonld,
+            page_url=ctx.page_url,
             problems=problems,
         )
 
