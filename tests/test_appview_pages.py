@@ -521,7 +521,7 @@ def test_a_malformed_record_still_gets_a_page(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert "split &#39;train&#39; names a shard index out of range" in page.text
         assert "is not indexed" in page.text  # the schema
-        assert 'type="application/ld+json"' not in page.text
+        assert 'type="application/ld+json"' not in page.text  # no script, no alternate link
         croissant = client.get(f"/croissant/{did}/3kaa")
         assert croissant.status_code == 422 and croissant.json()["error"] == "InvalidRecord"
         assert client.get("/publisher/odd.test").status_code == 200
