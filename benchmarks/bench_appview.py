@@ -15,13 +15,18 @@ Cases:
   firehose and verification are left out), on SQLite and on PostgreSQL; then ``searchDatasets``
   over HTTP with a mix of one-word, two-word, phrase, tag-filtered and browse queries. Median and
   p99 per query; target 10 ms median.
+- ``pages``: the web pages (home, search by words and by tag, dataset, schema, publisher) and
+  the Croissant endpoint over HTTP on the same 100,000 synthetic datasets (SQLite), with a
+  schema record for every schemaRef and a lens per publisher. Median and p99 per page; target
+  well under 100 ms.
 
-    python benchmarks/bench_appview.py [--quick]
+    python benchmarks/bench_appview.py [--quick] [--pages]   (--pages: only the pages case)
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import secrets
 import sys
@@ -361,6 +366,130 @@ def search_rows(quick: bool, tmp: Path) -> list[dict[str, Any]]:
     return out
 
 
+# --------------------------------------------------------------------------- web pages at scale
+
+_SCHEMA_NSID = "ac.foundation.dataset.sampleSchema"
+_LENS_NSID = "ac.foundation.dataset.lens"
+
+
+def _schemas_and_lenses(rows: list[Any]) -> list[Any]:
+    """A schema record for every ``schemaRef`` of ``rows`` and, per publisher, a lens s0 -> s1."""
+    from atdata.appview._store import RecordRow
+
+    out = []
+    for ref in sorted({r.record["schemaRef"] for r in rows}):
+        did, _, rkey = ref.removeprefix("at://").partition(f"/{_SCHEMA_NSID}/")
+        record = {
+            "$type": _SCHEMA_NSID,
+            "name": f"Sample{rkey}",
+            "version": "1.0.0",
+            "createdAt": "2026-01-01T00:00:00Z",
+            "fields": [
+                {
+                    "name": "image",
+                    "fieldType": {
+                        "$type": "ac.foundation.dataset.schemaType#ndarray",
+                        "dtype": "uint8",
+                        "shape": [3, -1, -1],
+                    },
+                },
+                {
+                    "name": "label",
+                    "fieldType": {
+                        "$type": "ac.foundation.dataset.schemaType#primitive",
+                        "primitive": "int",
+                    },
+                },
+            ],
+        }
+        out.append(RecordRow(ref, did, _SCHEMA_NSID, rkey, f"bafys{len(out)}", record))
+    for did in sorted({r.did for r in rows}):
+        lens = {
+            "$type": _LENS_NSID,
+            "name": "s0-to-s1",
+            "sourceSchema": f"at://{did}/{_SCHEMA_NSID}/s0",
+            "targetSchema": f"at://{did}/{_SCHEMA_NSID}/s1",
+            "createdAt": "2026-01-01T00:00:00Z",
+        }
+        out.append(RecordRow(f"at://{did}/{_LENS_NSID}/l0", did, _LENS_NSID, "l0", "bafyl", lens))
+    return out
+
+
+def page_rows(quick: bool, tmp: Path) -> list[dict[str, Any]]:
+    """Each web page (and the Croissant endpoint) over HTTP at 100,000 datasets on SQLite."""
+    from atdata.appview import open_store
+    from atdata.appview._store import Changes
+
+    n = 20_000 if quick else 100_000
+    k = 50 if quick else 200
+    rows, vocab = _synthetic(n)
+    extra = _schemas_and_lenses(rows)
+    rng = random.Random(5)
+    picks = rng.sample(rows, k)
+    schemas = [r for r in extra if r.collection == _SCHEMA_NSID]
+    mid = vocab[50:1500]
+
+    def path(kind: str, uri: str) -> str:
+        did, _, rest = uri.removeprefix("at://").partition("/")
+        return f"/{kind}/{did}/{rest.rpartition('/')[2]}"
+
+    pages: dict[str, list[str]] = {
+        "home": ["/"] * k,
+        "search (words)": [f"/search?q={rng.choice(mid)}" for _ in range(k)],
+        "search (tag)": [f"/search?tag={rng.choice(_TAGS)}" for _ in range(k)],
+        "dataset": [path("dataset", r.uri) for r in picks],
+        "schema": [path("schema", r.uri) for r in rng.sample(schemas, min(k, len(schemas)))],
+        "publisher": [f"/publisher/{r.did[8:20]}.test" for r in picks],
+        "croissant": [path("croissant", r.uri) for r in picks],
+    }
+    out: list[dict[str, Any]] = []
+    store = open_store(f"sqlite:///{tmp / 'pages.db'}")
+    try:
+        load_s = _load(store, rows)
+        store.apply(Changes(upserts=extra))
+        with (
+            _served(store) as base,
+            httpx.Client(base_url=base, trust_env=False, timeout=30) as http,
+        ):
+            for kind, paths in pages.items():
+                for p in paths[:10]:  # warm caches and connections
+                    http.get(p)
+                times = []
+                for p in paths:
+                    t0 = time.perf_counter()
+                    response = http.get(p)
+                    times.append((time.perf_counter() - t0) * 1000)
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{p}: HTTP {response.status_code}")
+                med = median(times)
+                out += [
+                    make_row(
+                        SUITE,
+                        f"page {kind} over HTTP at {n:,} datasets (SQLite), median of {len(paths)}",
+                        f"page_median_{kind.split()[0]}{'_tag' if 'tag' in kind else ''}",
+                        "ms",
+                        med,
+                        higher_is_better=False,
+                        target="median <= 25 ms (well under 100 ms)",
+                        met=med <= 25,
+                        note=f"{'JSON-LD' if kind == 'croissant' else 'rendered HTML'}; "
+                        f"index loaded in {load_s:.0f} s; load average {os.getloadavg()[0]:.1f} "
+                        f"on {os.cpu_count()} CPUs",
+                    ),
+                    make_row(
+                        SUITE,
+                        f"page {kind} over HTTP at {n:,} datasets (SQLite), p99 of {len(paths)}",
+                        f"page_p99_{kind.split()[0]}{'_tag' if 'tag' in kind else ''}",
+                        "ms",
+                        _p99(times),
+                        higher_is_better=False,
+                    ),
+                ]
+    finally:
+        store.close()
+    return out
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     """Run the AppView cases against a fresh local PDS and PostgreSQL; return the rows."""
     import atdata
@@ -391,8 +520,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
             rows += search_rows(quick, tmp)
         except Exception as exc:
             rows.append(error_row(SUITE, "search (failed)", exc))
+        try:
+            rows += page_rows(quick, tmp)
+        except Exception as exc:
+            rows.append(error_row(SUITE, "pages (failed)", exc))
     return rows
 
 
 if __name__ == "__main__":
-    print(format_table(run(quick="--quick" in sys.argv[1:])))
+    _quick = "--quick" in sys.argv[1:]
+    if "--pages" in sys.argv[1:]:
+        with tempfile.TemporaryDirectory(prefix="atdata-bench-pages-") as _tmp:
+            print(format_table(page_rows(_quick, Path(_tmp))))
+    else:
+        print(format_table(run(quick=_quick)))

@@ -8,6 +8,7 @@
 # suite starts its own servers on free loopback ports; nothing here starts a service.
 # Idempotent: when everything is installed it only checks and goes straight to pytest.
 #
+# Chromium (for the AppView page tests) is installed the same way.
 # Knobs: PYTHON (interpreter for a new venv, default python3), TORCH_VERSION,
 #        ATDATA_FORCE_INSTALL=1 (reinstall the package even if nothing changed).
 set -euo pipefail
@@ -57,6 +58,8 @@ missing=()
   || missing+=(redis-server)
 "$PY" -c 'from atdata.stack.postgres import find_pg_bindir; find_pg_bindir()' 2>/dev/null \
   || missing+=(postgresql)
+# The AppView page tests drive Debian's Chromium through Playwright (never `playwright install`).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} with apt-get"
@@ -76,7 +79,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     [ "$rc" = 0 ] || { say "apt-get failed (exit $rc)"; exit "$rc"; }
   else
     say "missing server binaries: ${missing[*]}"
-    say "install them (Debian/Ubuntu: sudo apt-get install -y redis-server postgresql;"
+    say "install them (Debian/Ubuntu: sudo apt-get install -y redis-server postgresql chromium;"
     say "macOS: brew install redis postgresql) and run this script again"
     exit 1
   fi

@@ -69,10 +69,10 @@ def search(store: AppViewStore, q: str | None = None, **kw: Any) -> Any:
 def test_migrations_are_versioned_and_reopening_keeps_data(store_url: str) -> None:
     s = open_store(store_url)
     s.apply(Changes(upserts=[dataset(DID_A, "r01", "kept")], accounts=[Account(DID_A)]))
-    assert s.schema_version() == 2  # 1: records, 2: mirrors
+    assert s.schema_version() == 3  # 1: records, 2: mirrors, 3: page indexes
     s.close()
     again = open_store(store_url)
-    assert again.schema_version() == 2  # 1: records, 2: mirrors
+    assert again.schema_version() == 3  # 1: records, 2: mirrors, 3: page indexes
     assert again.get_record(f"at://{DID_A}/{DATASET}/r01")["record"]["name"] == "kept"
     again.close()
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -550,6 +551,7 @@ def test_stack_up_status_down(cli: Cli) -> None:
     assert cli.run("stack", "status", code=1).stdout.startswith("the stack is not running")
     up = cli.run("stack", "up", "--json")
     settings = json.loads(up.stdout)["settings"]
+    assert json.loads(up.stdout)["pages"] == settings["ATDATA_APPVIEW_URL"] + "/"
     for key in (
         "AWS_ENDPOINT_URL",
         "AWS_ACCESS_KEY_ID",
@@ -577,6 +579,9 @@ def test_stack_up_status_down(cli: Cli) -> None:
         client.close()
         again = cli.run("stack", "up")  # idempotent: same servers, same settings
         assert "already running" in again.stderr
+        assert f"# dataset pages (the AppView): {settings['ATDATA_APPVIEW_URL']}/" in again.stderr
+        home = httpx.get(settings["ATDATA_APPVIEW_URL"] + "/", trust_env=False, timeout=10)
+        assert home.status_code == 200 and "<h1>Datasets on the atmosphere</h1>" in home.text
         assert f"export ATDATA_HANDLE={settings['ATDATA_HANDLE']}" in again.stdout
         assert json.loads(state_file.read_text())["services"]["s3"]["pid"] == pids[0]
         status = cli.json("stack", "status")

@@ -51,6 +51,14 @@ CREATE INDEX record_tags_uri ON record_tags (uri)
 """
 
 
+# v2: listings filtered by schema or publisher, newest first, walk an index instead of
+# scanning every dataset in date order (the web pages' schema and publisher lists).
+_V2 = """
+CREATE INDEX records_schema_recent ON records (collection, schema_ref, created_at DESC, uri);
+CREATE INDEX records_did_recent ON records (collection, did, created_at DESC, uri)
+"""
+
+
 def _describe(dsn: str) -> str:
     """``postgresql://user@host:port/db`` for messages: never the password."""
     from psycopg.conninfo import conninfo_to_dict
@@ -68,7 +76,7 @@ class PostgresStore(SqlStore):
     """Records, accounts and cursors in PostgreSQL; one connection per thread."""
 
     _placeholder = "%s"
-    _migrations = (_V1, MIRRORS_MIGRATION)
+    _migrations = (_V1, MIRRORS_MIGRATION, _V2)  # 1: records, 2: mirrors, 3: page indexes
 
     def __init__(self, dsn: str) -> None:
         try:

@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from atdata.appview._mirrors import list_mirrors
+from atdata.appview._pages import page_routes
 from atdata.appview._query import BadParam, SearchParams, parse_limit, parse_text_query
 from atdata.appview._store import DATASET, LENS, SCHEMA, Page, StoreError
 from atdata.atmosphere.uri import AtUri, is_valid_did, is_valid_handle
@@ -335,6 +336,7 @@ def build_app(view: AppView) -> Starlette:
             Route("/xrpc/_health", health, methods=["GET"]),
             Route("/.well-known/did.json", did_json, methods=["GET"]),
             *view.routes,
+            *page_routes(view),
         ],
         lifespan=view.lifespan,
     )

@@ -45,10 +45,18 @@ CREATE VIRTUAL TABLE records_fts USING fts5(name, search_text, tokenize = 'unico
 """
 
 
+# v2: listings filtered by schema or publisher, newest first, walk an index instead of
+# scanning every dataset in date order (the web pages' schema and publisher lists).
+_V2 = """
+CREATE INDEX records_schema_recent ON records (collection, schema_ref, created_at DESC, uri);
+CREATE INDEX records_did_recent ON records (collection, did, created_at DESC, uri)
+"""
+
+
 class SqliteStore(SqlStore):
     """Records, accounts and cursors in one SQLite file; readers never block the writer."""
 
-    _migrations = (_V1, MIRRORS_MIGRATION)
+    _migrations = (_V1, MIRRORS_MIGRATION, _V2)  # 1: records, 2: mirrors, 3: page indexes
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()

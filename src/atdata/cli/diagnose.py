@@ -30,7 +30,7 @@ _EXTRAS = {
     "torch": ["torch"],
     "dask": ["dask", "distributed"],
     "cli": ["typer", "rich", "tqdm"],
-    "appview": ["starlette", "uvicorn", "websockets"],
+    "appview": ["starlette", "uvicorn", "websockets", "jinja2"],
 }
 
 

@@ -321,12 +321,16 @@ def up(
         state = {"started_at": time.time(), "services": services}
         _write_state(state)
     env = stack_env(state)
-    if emit({"state_file": str(_state_path()), "settings": env}, json_output):
+    view = (state.get("services") or {}).get("appview")
+    pages = {"pages": view["url"] + "/"} if view else {}
+    if emit({"state_file": str(_state_path()), "settings": env, **pages}, json_output):
         return
     typer.echo(_exports(env), nl=False)
     err.print(
         f"# stack up; settings in {_state_path()} (mode 600); stop it with `atdata stack down`"
     )
+    if pages:
+        err.print(f"# dataset pages (the AppView): {pages['pages']}")
 
 
 @app.command("down")
