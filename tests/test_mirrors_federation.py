@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from numpy.typing import NDArray
@@ -219,6 +220,12 @@ def test_the_appview_lists_valid_mirrors_and_ignores_forged_ones(
     assert str(forged_uri) not in {m.uri for m in list_mirrors(view, world["uri"])}
     answer = view.query("getDataset", {"uri": world["uri"]})
     assert {m["uri"] for m in answer["mirrors"]} == expected
+    # the dataset page lists the verified mirrors, not the forged one
+    did, _, rkey = world["uri"].removeprefix("at://").split("/")
+    page = httpx.get(f"{view.url}/dataset/{did}/{rkey}", timeout=30)
+    assert page.status_code == 200
+    assert all(uri in page.text for uri in expected)
+    assert str(forged_uri) not in page.text
 
 
 def test_a_mirror_of_a_record_whose_shards_no_longer_match_is_refused(

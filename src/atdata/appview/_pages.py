@@ -36,6 +36,7 @@ from atdata.appview._display import (
     size_summary,
     version_key,
 )
+from atdata.appview._mirrors import list_mirrors
 from atdata.appview._query import BadParam, SearchParams, parse_text_query
 from atdata.appview._store import DATASET, LENS, SCHEMA, StoreError
 from atdata.atmosphere.uri import is_valid_did, is_valid_handle, is_valid_rkey
@@ -442,6 +443,9 @@ class _Pages:
             splits=[
                 {"name": n, "shards": idx[:50], "more": max(0, len(idx) - 50)} for n, idx in splits
             ],
+            mirrors=[
+                _mirror(m) for m in list_mirrors(self.store, uri, _LIST_LIMIT, None)["mirrors"]
+            ],
             lenses_from=[ln for ln in lenses if ln["source"]["uri"] == schema_uri],
             lenses_to=[ln for ln in lenses if ln["target"]["uri"] == schema_uri],
             snippet=load_snippet(row["handle"], row["did"], name, [n for n, _ in splits]),
@@ -565,3 +569,27 @@ def page_routes(view: AppView) -> list[BaseRoute]:
         Route("/croissant/{did}/{rkey}", pages.croissant, methods=["GET"]),
         Route("/static/atdata.css", pages.stylesheet, methods=["GET"]),
     ]
+
+
+_MIRROR_STATUS = {
+    "current": "an exact copy of this version",
+    "changed": "a copy of an earlier version (the original changed since)",
+    "deleted": "the original record is deleted; this copy is kept",
+}
+
+
+def _mirror(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A verified mirror as the dataset page shows it: holder, record, storage, status."""
+    storage = row.get("storage") if isinstance(row.get("storage"), Mapping) else {}
+    blobs = isinstance(storage.get("blobs"), list)
+    subject = row.get("subject") if isinstance(row.get("subject"), Mapping) else {}
+    sha256 = row.get("sha256")
+    return {
+        "holder": _publisher(row),
+        "uri": _text(row.get("uri"), 500),
+        "storage": "PDS blobs" if blobs else "external URLs",
+        "shards": len(sha256) if isinstance(sha256, list) else 0,
+        "created": _text(row.get("createdAt"), 40),
+        "status": _MIRROR_STATUS.get(str(row.get("originalStatus")), "unknown"),
+        "pinned": _text(subject.get("cid"), 200),
+    }
