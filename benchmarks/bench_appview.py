@@ -163,7 +163,7 @@ def lag_rows(
             "backfilled"
         ]:
             time.sleep(0.1)
-        for i in range(k):
+        for i in range(-1, k):  # the first round warms both servers up and is not counted
             word = f"lag{secrets.token_hex(6)}"
             record = dataset_record(
                 name=f"{word} {i}",
@@ -179,7 +179,8 @@ def lag_rows(
                 "/xrpc/ac.foundation.dataset.searchDatasets", params={"q": word}
             ).json()["datasets"]:
                 time.sleep(0.005)
-            lags.append(time.perf_counter() - t0)
+            if i >= 0:
+                lags.append(time.perf_counter() - t0)
         http.close()
     ms = [x * 1000 for x in lags]
     return [

@@ -366,6 +366,7 @@ class HostFollower:
         self.on_event = on_event
         self._thread = threading.Thread(target=self._run, name=f"appview-{self.host}", daemon=True)
         self._backfill: threading.Thread | None = None
+        self._resyncs: list[threading.Thread] = []
 
     def start(self) -> None:
         """Start following in a background thread."""
@@ -375,8 +376,9 @@ class HostFollower:
         """Ask the thread to finish and wait for it."""
         self.stop_event.set()
         self._thread.join(timeout)
-        if self._backfill is not None:
-            self._backfill.join(timeout)
+        for thread in [self._backfill, *self._resyncs]:
+            if thread is not None:
+                thread.join(timeout)
 
     def _start_backfill(self) -> None:
         if self._backfill is not None and self._backfill.is_alive():
@@ -498,9 +500,14 @@ class HostFollower:
 
     def _resync(self, did: str) -> None:
         def run() -> None:
+            if self.stop_event.is_set():
+                return
             try:
                 self.ingester.backfill_repo(self.host, did)
             except (AtdataError, httpx.HTTPError, ValueError) as exc:
                 self.ingester.count("backfill_errors", f"{did}: {exc}")
 
-        threading.Thread(target=run, name=f"resync-{did}", daemon=True).start()
+        self._resyncs = [t for t in self._resyncs if t.is_alive()]
+        thread = threading.Thread(target=run, name=f"resync-{did}", daemon=True)
+        self._resyncs.append(thread)
+        thread.start()

@@ -123,8 +123,7 @@ class PostgresStore(SqlStore):
     def maintain(self) -> None:
         """Refresh the planner's statistics (after a backfill or a bulk load)."""
         with self._transaction() as cur:
-            cur.execute("ANALYZE records")
-            cur.execute("ANALYZE record_tags")
+            cur.execute("ANALYZE records, record_tags, accounts, hosts")
 
     def _search_sql(self, params: SearchParams, key: list[Any] | None) -> tuple[str, list[Any]]:
         assert params.text is not None
