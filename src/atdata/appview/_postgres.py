@@ -49,6 +49,13 @@ CREATE TABLE record_tags (
 CREATE INDEX record_tags_uri ON record_tags (uri)
 """
 
+# v2: tags carry their record's date, so browsing a tag walks one index, newest first.
+_V2 = """
+ALTER TABLE record_tags ADD COLUMN created_at TEXT COLLATE "C";
+UPDATE record_tags SET created_at = (SELECT r.created_at FROM records r WHERE r.uri = record_tags.uri);
+CREATE INDEX record_tags_recent ON record_tags (tag, created_at DESC, uri)
+"""
+
 
 def _describe(dsn: str) -> str:
     """``postgresql://user@host:port/db`` for messages: never the password."""
@@ -67,7 +74,7 @@ class PostgresStore(SqlStore):
     """Records, accounts and cursors in PostgreSQL; one connection per thread."""
 
     _placeholder = "%s"
-    _migrations = (_V1,)
+    _migrations = (_V1, _V2)
 
     def __init__(self, dsn: str) -> None:
         try:
@@ -125,26 +132,17 @@ class PostgresStore(SqlStore):
         with self._transaction() as cur:
             cur.execute("ANALYZE records, record_tags, accounts, hosts")
 
-    def _search_sql(self, params: SearchParams, key: list[Any] | None) -> tuple[str, list[Any]]:
+    def _ranked_sql(self, params: SearchParams) -> tuple[str, list[Any]]:
         assert params.text is not None
         where, args = self._filters(params)
-        inner = (
-            "SELECT r.uri, r.cid, r.did, a.handle, r.record, r.created_at, r.indexed_at, "
+        sql = (
+            "SELECT r.uri AS uri, r.created_at AS created_at, "
             "-ts_rank(r.search, to_tsquery('simple', ?))::float8 AS rank "
             "FROM records r JOIN accounts a ON a.did = r.did AND a.active = 1 "
             f"WHERE r.search @@ to_tsquery('simple', ?) AND {where}"
         )
         tsquery = params.text.tsquery()
-        args = [tsquery, tsquery, *args]
-        outer = f"SELECT * FROM ({inner}) AS s"
-        if key is not None:
-            outer += (
-                " WHERE s.rank > ? OR (s.rank = ? AND (s.created_at < ? OR "
-                "(s.created_at = ? AND s.uri > ?)))"
-            )
-            args += [key[0], key[0], key[1], key[1], key[2]]
-        outer += " ORDER BY s.rank, s.created_at DESC, s.uri LIMIT ?"
-        return outer, [*args, params.limit + 1]
+        return sql, [tsquery, tsquery, *args]
 
     def close(self) -> None:
         """Close every connection this store opened."""

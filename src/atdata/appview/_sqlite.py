@@ -43,11 +43,18 @@ CREATE INDEX record_tags_uri ON record_tags (uri);
 CREATE VIRTUAL TABLE records_fts USING fts5(name, search_text, tokenize = 'unicode61')
 """
 
+# v2: tags carry their record's date, so browsing a tag walks one index, newest first.
+_V2 = """
+ALTER TABLE record_tags ADD COLUMN created_at TEXT;
+UPDATE record_tags SET created_at = (SELECT r.created_at FROM records r WHERE r.uri = record_tags.uri);
+CREATE INDEX record_tags_recent ON record_tags (tag, created_at DESC, uri)
+"""
+
 
 class SqliteStore(SqlStore):
     """Records, accounts and cursors in one SQLite file; readers never block the writer."""
 
-    _migrations = (_V1,)
+    _migrations = (_V1, _V2)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
@@ -112,26 +119,17 @@ class SqliteStore(SqlStore):
             [(u,) for u in uris],
         )
 
-    def _search_sql(self, params: SearchParams, key: list[Any] | None) -> tuple[str, list[Any]]:
+    def _ranked_sql(self, params: SearchParams) -> tuple[str, list[Any]]:
         assert params.text is not None
         where, args = self._filters(params)
-        inner = (
-            "SELECT r.uri, r.cid, r.did, a.handle, r.record, r.created_at, r.indexed_at, "
+        sql = (
+            "SELECT r.uri AS uri, r.created_at AS created_at, "
             "bm25(records_fts, 10.0, 1.0) AS rank FROM records_fts "
             "JOIN records r ON r.id = records_fts.rowid "
             "JOIN accounts a ON a.did = r.did AND a.active = 1 "
             f"WHERE records_fts MATCH ? AND {where}"
         )
-        args = [params.text.fts5(), *args]
-        outer = f"SELECT * FROM ({inner}) AS s"
-        if key is not None:
-            outer += (
-                " WHERE s.rank > ? OR (s.rank = ? AND (s.created_at < ? OR "
-                "(s.created_at = ? AND s.uri > ?)))"
-            )
-            args += [key[0], key[0], key[1], key[1], key[2]]
-        outer += " ORDER BY s.rank, s.created_at DESC, s.uri LIMIT ?"
-        return outer, [*args, params.limit + 1]
+        return sql, [params.text.fts5(), *args]
 
     def maintain(self) -> None:
         """Refresh the query planner's statistics and merge the full-text index segments."""
