@@ -11,6 +11,7 @@ Each event is applied in one transaction together with the host's cursor.
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
@@ -82,8 +83,6 @@ def to_json_form(value: Any, *, blob: bool = False) -> Any:
     if isinstance(value, list):
         return [to_json_form(v) for v in value]
     if isinstance(value, bytes):
-        import base64
-
         return {"$bytes": base64.b64encode(value).decode().rstrip("=")}
     return value
 
@@ -121,7 +120,8 @@ class Ingester:
             return None
         return RecordRow(uri, did, collection, rkey, cid_str(cid), record)
 
-    def _identity(self, did: str, refresh: bool = False) -> Identity | None:
+    def identity(self, did: str, refresh: bool = False) -> Identity | None:
+        """The identity of ``did``, or None (counted) when it cannot be resolved."""
         try:
             return self.identities.get(did, refresh=refresh)
         except (IdentityError, httpx.HTTPError) as exc:
@@ -131,14 +131,14 @@ class Ingester:
     def _verified(
         self, blocks: Blocks, commit_cid: bytes, did: str
     ) -> tuple[Commit, Identity] | None:
-        ident = self._identity(did)
+        ident = self.identity(did)
         if ident is None:
             return None
         try:
             return verify_commit(blocks, commit_cid, did, ident.did_key), ident
         except RepoVerificationError:
             # The key may have rotated since it was cached: fetch the document once more.
-            ident = self._identity(did, refresh=True)
+            ident = self.identity(did, refresh=True)
             if ident is None:
                 return None
             try:
@@ -147,7 +147,8 @@ class Ingester:
                 self.count("bad_commits", str(exc))
                 return None
 
-    def _account(self, did: str, ident: Identity | None, host: str, **changes: Any) -> Account:
+    def account_state(self, did: str, ident: Identity | None, host: str, **changes: Any) -> Account:
+        """The stored state of ``did`` with ``changes`` and, if given, the identity's handle."""
         old = self.store.account(did) or Account(did)
         fields = {
             "did": did,
@@ -192,7 +193,7 @@ class Ingester:
         if old is not None and old.rev and commit.rev <= old.rev:
             self.counters["duplicate_commits"] += 1
             return None
-        changes = Changes(accounts=[self._account(did, ident, host, rev=commit.rev)])
+        changes = Changes(accounts=[self.account_state(did, ident, host, rev=commit.rev)])
         for op in ours:
             path, action = op["path"], op.get("action")
             try:
@@ -253,13 +254,15 @@ class Ingester:
         """Replace ``did``'s records with its current, verified repository; returns the record count."""
         from atdata.appview._repo import MAX_CAR_BYTES
 
-        ident = self._identity(did)
+        ident = self.identity(did)
         if ident is None:
             return 0
         if not active:
             with self._write:
                 self.store.apply(
-                    Changes(accounts=[self._account(did, ident, host, active=False, status=status)])
+                    Changes(
+                        accounts=[self.account_state(did, ident, host, active=False, status=status)]
+                    )
                 )
             return 0
         source = ident.pds or host
@@ -287,7 +290,7 @@ class Ingester:
                         upserts=rows,
                         replace={did},
                         accounts=[
-                            self._account(
+                            self.account_state(
                                 did, ident, host, rev=commit.rev, active=True, status=None
                             )
                         ],
@@ -486,13 +489,13 @@ class HostFollower:
         if not isinstance(did, str):
             return None
         if kind == "#identity":
-            ident = ing._identity(did, refresh=True)
-            return Changes(accounts=[ing._account(did, ident, self.host)]) if ident else None
+            ident = ing.identity(did, refresh=True)
+            return Changes(accounts=[ing.account_state(did, ident, self.host)]) if ident else None
         if kind == "#account":
             active = body.get("active") is not False
             status = body.get("status") if isinstance(body.get("status"), str) else None
             return Changes(
-                accounts=[ing._account(did, None, self.host, active=active, status=status)]
+                accounts=[ing.account_state(did, None, self.host, active=active, status=status)]
             )
         if kind == "#sync":
             self._resync(did)
