@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -34,7 +35,14 @@ from atdata.appview._repo import (
     read_car,
     verify_commit,
 )
-from atdata.appview._store import COLLECTION_PREFIX, Account, AppViewStore, Changes, RecordRow
+from atdata.appview._store import (
+    COLLECTION_PREFIX,
+    Account,
+    AppViewStore,
+    Changes,
+    RecordRow,
+    StoreError,
+)
 from atdata.atmosphere._identity import IdentityError
 from atdata.atmosphere._lexicon import (
     LexiconValidationError,
@@ -52,7 +60,16 @@ MAX_FRAME_BYTES = 5 * 1024 * 1024
 """Largest firehose frame accepted (the reference relay's limit is 2 MB of blocks)."""
 
 _BACKOFF_MAX = 30.0
+_MAX_TRIES = 6
+"""Attempts at an event whose identity lookup fails transiently (about a minute with backoff)."""
 _PAGE = 500
+
+
+class RetryLater(AtdataError):
+    """A transient failure (identity directory or PDS unreachable, 5xx): retry, never drop."""
+
+
+_PERMANENT = re.compile(r"HTTP 4\d\d|not a DID|not JSON|malformed|names no|no #atproto|only did:")
 
 
 def indexed_collections() -> frozenset[str]:
@@ -125,6 +142,8 @@ class Ingester:
         try:
             return self.identities.get(did, refresh=refresh)
         except (IdentityError, httpx.HTTPError) as exc:
+            if not _PERMANENT.search(str(exc)):
+                raise RetryLater(f"cannot resolve {did} now: {exc}") from None
             self.count("unresolved_identities", f"{did}: {exc}")
             return None
 
@@ -300,7 +319,12 @@ class Ingester:
         return 0
 
     def backfill_host(self, host: str, stop: threading.Event) -> None:
-        """Backfill every repository ``host`` lists, then mark the host as backfilled."""
+        """Backfill every repository ``host`` lists, then mark the host as backfilled.
+
+        A repository that fails for a transient reason leaves the host unmarked, so the
+        next connection backfills again (repositories already stored are simply replaced).
+        """
+        transient = 0
         for repo in self.list_repos(host):
             if stop.is_set():
                 return
@@ -311,8 +335,14 @@ class Ingester:
                     active=repo.get("active", True) is not False,
                     status=repo.get("status"),
                 )
-            except (AtdataError, httpx.HTTPError, ValueError) as exc:
+            except (RetryLater, httpx.HTTPError) as exc:
+                transient += 1
                 self.count("backfill_errors", f"{repo['did']} on {host}: {exc}")
+            except (AtdataError, ValueError) as exc:
+                self.count("backfill_errors", f"{repo['did']} on {host}: {exc}")
+        if transient:
+            log.warning("%s: %d repositories to retry; backfill again later", host, transient)
+            return
         with self._write:
             self.store.apply(Changes(backfilled=host))
             self.store.maintain()
@@ -370,6 +400,7 @@ class HostFollower:
         self._thread = threading.Thread(target=self._run, name=f"appview-{self.host}", daemon=True)
         self._backfill: threading.Thread | None = None
         self._resyncs: list[threading.Thread] = []
+        self._retries: tuple[int, int] = (-1, 0)
 
     def start(self) -> None:
         """Start following in a background thread."""
@@ -427,6 +458,9 @@ class HostFollower:
             except (OSError, WebSocketException) as exc:
                 self.counters["disconnects"] += 1
                 log.info("%s: connection lost (%s); retrying in %.1f s", self.host, exc, delay)
+            except (RetryLater, StoreError) as exc:  # resume from the stored cursor later
+                self.counters["retries"] += 1
+                log.warning("%s: %s; retrying in %.1f s", self.host, exc, delay)
             except Exception:  # a bug must not end the follower: log it and reconnect
                 self.counters["errors"] += 1
                 log.exception("%s: unexpected error", self.host)
@@ -465,8 +499,19 @@ class HostFollower:
             return False
         try:
             changes = self._changes(kind, body) or Changes()
-        except (AtdataError, ValueError, KeyError, TypeError) as exc:
-            ing.count("bad_frames", f"{self.host} seq {seq}: {exc}")
+        except StoreError:
+            raise  # not this event's fault: keep the cursor, retry after a backoff
+        except RetryLater as exc:
+            # Retry a few times (reconnecting with backoff); then drop it, or one dead
+            # did:web host would stall a whole relay's stream.
+            tries = self._retries[1] + 1 if self._retries[0] == seq else 1
+            self._retries = (seq, tries)
+            if tries < _MAX_TRIES:
+                raise
+            ing.count("unresolved_identities", f"{self.host} seq {seq}: gave up: {exc}")
+            changes = Changes()
+        except Exception as exc:  # hostile data must neither stop the stream nor replay forever
+            ing.count("bad_frames", f"{self.host} seq {seq}: {type(exc).__name__}: {exc}")
             changes = Changes()
         changes.cursor = (self.host, seq)
         ing.apply(changes)
