@@ -680,7 +680,8 @@ def test_unreachable_identity_is_retried_and_unknown_identity_dropped(
 ) -> None:
     from atdata.appview._identity import Identities
     from atdata.appview._ingest import HostFollower, Ingester, RetryLater
-    from atdata.appview._store import open_store
+    from atdata.appview._store import Account as StoredAccount
+    from atdata.appview._store import Changes, open_store
     from atdata.stack._base import free_port
 
     acc = fed.account(fed.a)
@@ -694,6 +695,7 @@ def test_unreachable_identity_is_retried_and_unknown_identity_dropped(
     assert live.counters["unresolved_identities"] == 1
     assert live.identity(acc.did).handle == acc.handle
     # A follower gives up on an event after a bounded number of attempts, never loops forever.
+    store.apply(Changes(accounts=[StoredAccount(acc.did)]))  # only known accounts are followed
     follower = HostFollower(dead, fed.a.url)
     frame = libipld.encode_dag_cbor({"op": 1, "t": "#identity"}) + libipld.encode_dag_cbor(
         {"did": acc.did, "seq": 7, "time": "2026-01-01T00:00:00Z"}

@@ -533,6 +533,8 @@ class HostFollower:
             return changes
         if not isinstance(did, str):
             return None
+        if ing.store.account(did) is None:
+            return None  # a repository with none of our records: nothing to update or resync
         if kind == "#identity":
             ident = ing.identity(did, refresh=True)
             return Changes(accounts=[ing.account_state(did, ident, self.host)]) if ident else None
