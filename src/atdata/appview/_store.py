@@ -391,7 +391,8 @@ class SqlStore(AppViewStore):
             clauses.append("r.license = ?")
             args.append(params.license)
         for tag in params.tags[skip_tags:]:
-            clauses.append("r.uri IN (SELECT uri FROM record_tags WHERE tag = ?)")
+            # A keyed probe per candidate row (primary key tag, uri), not a list of the tag's rows.
+            clauses.append("EXISTS (SELECT 1 FROM record_tags x WHERE x.tag = ? AND x.uri = r.uri)")
             args.append(tag)
         return " AND ".join(clauses), args
 
