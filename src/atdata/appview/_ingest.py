@@ -238,6 +238,8 @@ class Ingester:
 
     def _get(self, url: str, params: dict[str, Any], limit: int) -> bytes:
         with self.http.stream("GET", url, params=params) as response:
+            if response.status_code == 429 or response.status_code >= 500:
+                raise RetryLater(f"{url}: HTTP {response.status_code}")
             if response.status_code != 200:
                 raise AtdataError(f"{url}: HTTP {response.status_code}")
             out = bytearray()
