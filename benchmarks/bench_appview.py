@@ -26,6 +26,7 @@ Cases:
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import random
 import secrets
@@ -168,7 +169,7 @@ def lag_rows(
             "backfilled"
         ]:
             time.sleep(0.1)
-        for i in range(k):
+        for i in range(-1, k):  # the first round warms both servers up and is not counted
             word = f"lag{secrets.token_hex(6)}"
             record = dataset_record(
                 name=f"{word} {i}",
@@ -184,7 +185,8 @@ def lag_rows(
                 "/xrpc/ac.foundation.dataset.searchDatasets", params={"q": word}
             ).json()["datasets"]:
                 time.sleep(0.005)
-            lags.append(time.perf_counter() - t0)
+            if i >= 0:
+                lags.append(time.perf_counter() - t0)
         http.close()
     ms = [x * 1000 for x in lags]
     return [
@@ -195,7 +197,8 @@ def lag_rows(
             "ms",
             median(ms),
             higher_is_better=False,
-            note="createRecord call to first searchDatasets answer with it",
+            note="createRecord call to first searchDatasets answer with it (polled every 5 ms), "
+            "after one uncounted warm-up round",
             samples_ms=ms,
         ),
         make_row(
@@ -316,15 +319,18 @@ def search_rows(quick: bool, tmp: Path) -> list[dict[str, Any]]:
 
     n = 20_000 if quick else 100_000
     k = 200 if quick else 1000
-    rows, vocab = _synthetic(n)
+    vocab = _synthetic(0)[1]
     queries = _queries(vocab, k)
     out: list[dict[str, Any]] = []
     with contextlib.ExitStack() as stack:
         pg = stack.enter_context(start_postgres())
         for backend, url in (("SQLite", f"sqlite:///{tmp / 'search.db'}"), ("PostgreSQL", pg.url)):
             store = open_store(url)
+            rows = _synthetic(n)[0]
             load_s = _load(store, rows)
             store.maintain()
+            del rows  # a server holds no such list: keep the collector's work realistic
+            gc.collect()
             with (
                 _served(store) as base,
                 httpx.Client(base_url=base, trust_env=False, timeout=30) as http,

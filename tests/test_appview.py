@@ -674,3 +674,39 @@ def test_appview_on_postgres_follows_and_searches(
         assert view.get("searchDatasets", q='"capybara').status_code == 400
     finally:
         view.stop()
+
+
+def test_unreachable_identity_is_retried_and_unknown_identity_dropped(
+    fed: Federation, tmp_path: Path
+) -> None:
+    from atdata.appview._identity import Identities
+    from atdata.appview._ingest import HostFollower, Ingester, RetryLater
+    from atdata.appview._store import Account as StoredAccount
+    from atdata.appview._store import Changes, open_store
+    from atdata.stack._base import free_port
+
+    acc = fed.account(fed.a)
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}")
+    dead = Ingester(store, Identities(f"http://127.0.0.1:{free_port()}"))
+    with pytest.raises(RetryLater):
+        dead.identity(acc.did)
+    assert not dead.counters  # nothing dropped
+    live = Ingester(store, Identities(fed.plc))
+    assert live.identity("did:plc:" + "a" * 24) is None  # the directory says: no such DID
+    assert live.counters["unresolved_identities"] == 1
+    assert live.identity(acc.did).handle == acc.handle
+    # A follower gives up on an event after a bounded number of attempts, never loops forever.
+    store.apply(Changes(accounts=[StoredAccount(acc.did)]))  # only known accounts are followed
+    follower = HostFollower(dead, fed.a.url)
+    frame = libipld.encode_dag_cbor({"op": 1, "t": "#identity"}) + libipld.encode_dag_cbor(
+        {"did": acc.did, "seq": 7, "time": "2026-01-01T00:00:00Z"}
+    )
+    for _ in range(5):
+        with pytest.raises(RetryLater):
+            follower._frame(frame)
+    follower._frame(frame)
+    assert store.hosts()[fed.a.url]["cursor"] == 7
+    assert dead.counters["unresolved_identities"] == 1
+    for ing in (dead, live):
+        ing.close()
+    store.close()

@@ -22,6 +22,7 @@ from atdata.appview._store import (
     AppViewStore,
     Changes,
     RecordRow,
+    StoreError,
     open_store,
 )
 
@@ -69,12 +70,50 @@ def search(store: AppViewStore, q: str | None = None, **kw: Any) -> Any:
 def test_migrations_are_versioned_and_reopening_keeps_data(store_url: str) -> None:
     s = open_store(store_url)
     s.apply(Changes(upserts=[dataset(DID_A, "r01", "kept")], accounts=[Account(DID_A)]))
-    assert s.schema_version() == 3  # 1: records, 2: mirrors, 3: page indexes
+    assert s.schema_version() == 4  # records, tags by date, mirrors, page indexes
     s.close()
     again = open_store(store_url)
-    assert again.schema_version() == 3  # 1: records, 2: mirrors, 3: page indexes
+    assert again.schema_version() == 4  # records, tags by date, mirrors, page indexes
     assert again.get_record(f"at://{DID_A}/{DATASET}/r01")["record"]["name"] == "kept"
     again.close()
+
+
+def test_a_version_1_index_is_migrated_in_place(store_url: str) -> None:
+    from atdata.appview._postgres import PostgresStore
+    from atdata.appview._sqlite import SqliteStore
+
+    old_cls = SqliteStore if store_url.startswith("sqlite") else PostgresStore
+    legacy = type("Legacy", (old_cls,), {"_migrations": old_cls._migrations[:1]})
+    url_arg = store_url[len("sqlite:///") :] if store_url.startswith("sqlite") else store_url
+    v1 = legacy(url_arg)
+    assert v1.schema_version() == 1
+    row = dataset(DID_A, "r07", "legacy set", tags=["old"])
+    with v1._transaction() as cur:
+        cur.execute(
+            v1._sql(
+                "INSERT INTO records (uri, did, collection, rkey, cid, record, name, created_at, "
+                "indexed_at, search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, '')"
+            ),
+            (
+                row.uri,
+                row.did,
+                row.collection,
+                row.rkey,
+                row.cid,
+                json.dumps(row.record),
+                "legacy set",
+                row.record["createdAt"],
+            ),
+        )
+        cur.execute(v1._sql("INSERT INTO record_tags (uri, tag) VALUES (?, ?)"), (row.uri, "old"))
+        cur.execute(v1._sql("INSERT INTO accounts (did, active) VALUES (?, 1)"), (DID_A,))
+    v1.close()
+    current = open_store(store_url)
+    assert current.schema_version() == len(old_cls._migrations) == 4
+    assert [r["uri"] for r in search(current, tags=("old",)).rows] == [row.uri]
+    current.close()
+    with pytest.raises(StoreError, match="newer than this atdata"):
+        legacy(url_arg)
 
 
 def test_text_search_ranks_name_matches_first_and_filters(store: AppViewStore) -> None:
@@ -98,6 +137,9 @@ def test_text_search_ranks_name_matches_first_and_filters(store: AppViewStore) -
     )
     assert names(search(store, "cats")) == ["cats", "street scenes"]
     assert names(search(store, "cats", tags=("vision", "cats"))) == ["street scenes"]
+    assert sorted(names(search(store, tags=("vision",)))) == ["cats", "street scenes"]
+    assert names(search(store, tags=("vision", "cats"))) == ["street scenes"]
+    assert names(search(store, tags=("vision",), license="CC-BY-4.0")) == ["cats"]
     assert names(search(store, "cats", repo=DID_B)) == ["cats"]
     assert names(search(store, "cats", license="MIT")) == ["street scenes"]
     assert names(search(store, '"on a street"')) == ["street scenes"]
@@ -120,7 +162,7 @@ def test_fts_syntax_in_q_is_only_ever_words(store: AppViewStore) -> None:
         parse_text_query('"near')
 
 
-@pytest.mark.parametrize("q", [None, "common"])
+@pytest.mark.parametrize("q", [None, "common", "tagged"])
 def test_keyset_pages_cover_everything_once(store: AppViewStore, q: str | None) -> None:
     rows = [
         dataset(
@@ -128,7 +170,8 @@ def test_keyset_pages_cover_everything_once(store: AppViewStore, q: str | None) 
             f"r{i:02d}",
             f"set {i}",
             description="common " * (i % 4 + 1),
-            createdAt="2026-01-01T00:00:00Z",
+            tags=["every"],
+            createdAt=f"2026-01-01T00:00:0{i % 3}Z",
         )
         for i in range(23)
     ]
@@ -136,7 +179,10 @@ def test_keyset_pages_cover_everything_once(store: AppViewStore, q: str | None) 
     seen: list[str] = []
     cursor = None
     for _ in range(10):
-        page = search(store, q, limit=5, cursor=cursor)
+        if q == "tagged":
+            page = search(store, tags=("every",), limit=5, cursor=cursor)
+        else:
+            page = search(store, q, limit=5, cursor=cursor)
         seen += [r["uri"] for r in page.rows]
         cursor = page.cursor
         if cursor is None:

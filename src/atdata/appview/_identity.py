@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from atdata.atmosphere._identity import IdentityError, IdentityResolver, pds_endpoint_from_doc
@@ -35,10 +36,13 @@ class Identities:
     is resolved by asking that PDS.
     """
 
-    def __init__(self, plc_url: str | None = None, *, ttl: float = 3600.0) -> None:
+    def __init__(
+        self, plc_url: str | None = None, *, ttl: float = 3600.0, max_entries: int = 100_000
+    ) -> None:
         self.resolver = IdentityResolver(plc_url, ttl=ttl)
         self._ttl = ttl
-        self._cache: dict[str, tuple[float, Identity]] = {}
+        self._cache: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
+        self._max_entries = max_entries
         self._domains: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
@@ -58,6 +62,9 @@ class Identities:
         ident = self._resolve(did)
         with self._lock:
             self._cache[did] = (now + self._ttl, ident)
+            self._cache.move_to_end(did)
+            while len(self._cache) > self._max_entries:
+                self._cache.popitem(last=False)
         return ident
 
     def _resolve(self, did: str) -> Identity:

@@ -11,7 +11,9 @@ Each event is applied in one transaction together with the host's cursor.
 
 from __future__ import annotations
 
+import base64
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -33,7 +35,14 @@ from atdata.appview._repo import (
     read_car,
     verify_commit,
 )
-from atdata.appview._store import COLLECTION_PREFIX, Account, AppViewStore, Changes, RecordRow
+from atdata.appview._store import (
+    COLLECTION_PREFIX,
+    Account,
+    AppViewStore,
+    Changes,
+    RecordRow,
+    StoreError,
+)
 from atdata.atmosphere._identity import IdentityError
 from atdata.atmosphere._lexicon import (
     LexiconValidationError,
@@ -51,7 +60,16 @@ MAX_FRAME_BYTES = 5 * 1024 * 1024
 """Largest firehose frame accepted (the reference relay's limit is 2 MB of blocks)."""
 
 _BACKOFF_MAX = 30.0
+_MAX_TRIES = 6
+"""Attempts at an event whose identity lookup fails transiently (about a minute with backoff)."""
 _PAGE = 500
+
+
+class RetryLater(AtdataError):
+    """A transient failure (identity directory or PDS unreachable, 5xx): retry, never drop."""
+
+
+_PERMANENT = re.compile(r"HTTP 4\d\d|not a DID|not JSON|malformed|names no|no #atproto|only did:")
 
 
 def indexed_collections() -> frozenset[str]:
@@ -82,8 +100,6 @@ def to_json_form(value: Any, *, blob: bool = False) -> Any:
     if isinstance(value, list):
         return [to_json_form(v) for v in value]
     if isinstance(value, bytes):
-        import base64
-
         return {"$bytes": base64.b64encode(value).decode().rstrip("=")}
     return value
 
@@ -121,24 +137,27 @@ class Ingester:
             return None
         return RecordRow(uri, did, collection, rkey, cid_str(cid), record)
 
-    def _identity(self, did: str, refresh: bool = False) -> Identity | None:
+    def identity(self, did: str, refresh: bool = False) -> Identity | None:
+        """The identity of ``did``, or None (counted) when it cannot be resolved."""
         try:
             return self.identities.get(did, refresh=refresh)
         except (IdentityError, httpx.HTTPError) as exc:
+            if not _PERMANENT.search(str(exc)):
+                raise RetryLater(f"cannot resolve {did} now: {exc}") from None
             self.count("unresolved_identities", f"{did}: {exc}")
             return None
 
     def _verified(
         self, blocks: Blocks, commit_cid: bytes, did: str
     ) -> tuple[Commit, Identity] | None:
-        ident = self._identity(did)
+        ident = self.identity(did)
         if ident is None:
             return None
         try:
             return verify_commit(blocks, commit_cid, did, ident.did_key), ident
         except RepoVerificationError:
             # The key may have rotated since it was cached: fetch the document once more.
-            ident = self._identity(did, refresh=True)
+            ident = self.identity(did, refresh=True)
             if ident is None:
                 return None
             try:
@@ -147,7 +166,8 @@ class Ingester:
                 self.count("bad_commits", str(exc))
                 return None
 
-    def _account(self, did: str, ident: Identity | None, host: str, **changes: Any) -> Account:
+    def account_state(self, did: str, ident: Identity | None, host: str, **changes: Any) -> Account:
+        """The stored state of ``did`` with ``changes`` and, if given, the identity's handle."""
         old = self.store.account(did) or Account(did)
         fields = {
             "did": did,
@@ -192,7 +212,7 @@ class Ingester:
         if old is not None and old.rev and commit.rev <= old.rev:
             self.counters["duplicate_commits"] += 1
             return None
-        changes = Changes(accounts=[self._account(did, ident, host, rev=commit.rev)])
+        changes = Changes(accounts=[self.account_state(did, ident, host, rev=commit.rev)])
         for op in ours:
             path, action = op["path"], op.get("action")
             try:
@@ -218,6 +238,8 @@ class Ingester:
 
     def _get(self, url: str, params: dict[str, Any], limit: int) -> bytes:
         with self.http.stream("GET", url, params=params) as response:
+            if response.status_code == 429 or response.status_code >= 500:
+                raise RetryLater(f"{url}: HTTP {response.status_code}")
             if response.status_code != 200:
                 raise AtdataError(f"{url}: HTTP {response.status_code}")
             out = bytearray()
@@ -253,13 +275,15 @@ class Ingester:
         """Replace ``did``'s records with its current, verified repository; returns the record count."""
         from atdata.appview._repo import MAX_CAR_BYTES
 
-        ident = self._identity(did)
+        ident = self.identity(did)
         if ident is None:
             return 0
         if not active:
             with self._write:
                 self.store.apply(
-                    Changes(accounts=[self._account(did, ident, host, active=False, status=status)])
+                    Changes(
+                        accounts=[self.account_state(did, ident, host, active=False, status=status)]
+                    )
                 )
             return 0
         source = ident.pds or host
@@ -287,7 +311,7 @@ class Ingester:
                         upserts=rows,
                         replace={did},
                         accounts=[
-                            self._account(
+                            self.account_state(
                                 did, ident, host, rev=commit.rev, active=True, status=None
                             )
                         ],
@@ -297,7 +321,12 @@ class Ingester:
         return 0
 
     def backfill_host(self, host: str, stop: threading.Event) -> None:
-        """Backfill every repository ``host`` lists, then mark the host as backfilled."""
+        """Backfill every repository ``host`` lists, then mark the host as backfilled.
+
+        A repository that fails for a transient reason leaves the host unmarked, so the
+        next connection backfills again (repositories already stored are simply replaced).
+        """
+        transient = 0
         for repo in self.list_repos(host):
             if stop.is_set():
                 return
@@ -308,8 +337,14 @@ class Ingester:
                     active=repo.get("active", True) is not False,
                     status=repo.get("status"),
                 )
-            except (AtdataError, httpx.HTTPError, ValueError) as exc:
+            except (RetryLater, httpx.HTTPError) as exc:
+                transient += 1
                 self.count("backfill_errors", f"{repo['did']} on {host}: {exc}")
+            except (AtdataError, ValueError) as exc:
+                self.count("backfill_errors", f"{repo['did']} on {host}: {exc}")
+        if transient:
+            log.warning("%s: %d repositories to retry; backfill again later", host, transient)
+            return
         with self._write:
             self.store.apply(Changes(backfilled=host))
             self.store.maintain()
@@ -366,6 +401,8 @@ class HostFollower:
         self.on_event = on_event
         self._thread = threading.Thread(target=self._run, name=f"appview-{self.host}", daemon=True)
         self._backfill: threading.Thread | None = None
+        self._resyncs: list[threading.Thread] = []
+        self._retries: tuple[int, int] = (-1, 0)
 
     def start(self) -> None:
         """Start following in a background thread."""
@@ -375,8 +412,9 @@ class HostFollower:
         """Ask the thread to finish and wait for it."""
         self.stop_event.set()
         self._thread.join(timeout)
-        if self._backfill is not None:
-            self._backfill.join(timeout)
+        for thread in [self._backfill, *self._resyncs]:
+            if thread is not None:
+                thread.join(timeout)
 
     def _start_backfill(self) -> None:
         if self._backfill is not None and self._backfill.is_alive():
@@ -422,6 +460,9 @@ class HostFollower:
             except (OSError, WebSocketException) as exc:
                 self.counters["disconnects"] += 1
                 log.info("%s: connection lost (%s); retrying in %.1f s", self.host, exc, delay)
+            except (RetryLater, StoreError) as exc:  # resume from the stored cursor later
+                self.counters["retries"] += 1
+                log.warning("%s: %s; retrying in %.1f s", self.host, exc, delay)
             except Exception:  # a bug must not end the follower: log it and reconnect
                 self.counters["errors"] += 1
                 log.exception("%s: unexpected error", self.host)
@@ -460,8 +501,19 @@ class HostFollower:
             return False
         try:
             changes = self._changes(kind, body) or Changes()
-        except (AtdataError, ValueError, KeyError, TypeError) as exc:
-            ing.count("bad_frames", f"{self.host} seq {seq}: {exc}")
+        except StoreError:
+            raise  # not this event's fault: keep the cursor, retry after a backoff
+        except RetryLater as exc:
+            # Retry a few times (reconnecting with backoff); then drop it, or one dead
+            # did:web host would stall a whole relay's stream.
+            tries = self._retries[1] + 1 if self._retries[0] == seq else 1
+            self._retries = (seq, tries)
+            if tries < _MAX_TRIES:
+                raise
+            ing.count("unresolved_identities", f"{self.host} seq {seq}: gave up: {exc}")
+            changes = Changes()
+        except Exception as exc:  # hostile data must neither stop the stream nor replay forever
+            ing.count("bad_frames", f"{self.host} seq {seq}: {type(exc).__name__}: {exc}")
             changes = Changes()
         changes.cursor = (self.host, seq)
         ing.apply(changes)
@@ -483,14 +535,16 @@ class HostFollower:
             return changes
         if not isinstance(did, str):
             return None
+        if ing.store.account(did) is None:
+            return None  # a repository with none of our records: nothing to update or resync
         if kind == "#identity":
-            ident = ing._identity(did, refresh=True)
-            return Changes(accounts=[ing._account(did, ident, self.host)]) if ident else None
+            ident = ing.identity(did, refresh=True)
+            return Changes(accounts=[ing.account_state(did, ident, self.host)]) if ident else None
         if kind == "#account":
             active = body.get("active") is not False
             status = body.get("status") if isinstance(body.get("status"), str) else None
             return Changes(
-                accounts=[ing._account(did, None, self.host, active=active, status=status)]
+                accounts=[ing.account_state(did, None, self.host, active=active, status=status)]
             )
         if kind == "#sync":
             self._resync(did)
@@ -498,9 +552,14 @@ class HostFollower:
 
     def _resync(self, did: str) -> None:
         def run() -> None:
+            if self.stop_event.is_set():
+                return
             try:
                 self.ingester.backfill_repo(self.host, did)
             except (AtdataError, httpx.HTTPError, ValueError) as exc:
                 self.ingester.count("backfill_errors", f"{did}: {exc}")
 
-        threading.Thread(target=run, name=f"resync-{did}", daemon=True).start()
+        self._resyncs = [t for t in self._resyncs if t.is_alive()]
+        thread = threading.Thread(target=run, name=f"resync-{did}", daemon=True)
+        self._resyncs.append(thread)
+        thread.start()

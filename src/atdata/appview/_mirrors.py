@@ -1,7 +1,7 @@
 """Mirror records in the AppView: which copies of a dataset are valid, and is the original current.
 
 A mirror record (``ac.foundation.dataset.mirror``) is indexed like any record; this
-module keeps a side table ``mirrors`` (migration 2) with its subject and whether it
+module keeps a side table ``mirrors`` (migration 3) with its subject and whether it
 was verified: its SHA-256 digests equal those of the original record at the CID it
 pins (checked when either record arrives, in the same transaction). Mirrors whose
 digests differ are never listed. ``listMirrors`` answers the verified mirrors of a

@@ -112,7 +112,7 @@ def _flatten(row: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return out
 
 
-def _page(key: str, page: Page, **extra_by_uri: Any) -> dict[str, Any]:
+def _page(key: str, page: Page) -> dict[str, Any]:
     body: dict[str, Any] = {key: [_flatten(r) for r in page.rows]}
     if page.cursor:
         body["cursor"] = page.cursor

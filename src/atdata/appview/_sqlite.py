@@ -44,10 +44,17 @@ CREATE INDEX record_tags_uri ON record_tags (uri);
 CREATE VIRTUAL TABLE records_fts USING fts5(name, search_text, tokenize = 'unicode61')
 """
 
+# v2: tags carry their record's date, so browsing a tag walks one index, newest first.
+_TAGS_BY_DATE = """
+ALTER TABLE record_tags ADD COLUMN created_at TEXT;
+UPDATE record_tags SET created_at = (SELECT r.created_at FROM records r WHERE r.uri = record_tags.uri);
+CREATE INDEX record_tags_recent ON record_tags (tag, created_at DESC, uri)
+"""
 
-# v2: listings filtered by schema or publisher, newest first, walk an index instead of
+
+# v4: listings filtered by schema or publisher, newest first, walk an index instead of
 # scanning every dataset in date order (the web pages' schema and publisher lists).
-_V2 = """
+_PAGE_INDEXES = """
 CREATE INDEX records_schema_recent ON records (collection, schema_ref, created_at DESC, uri);
 CREATE INDEX records_did_recent ON records (collection, did, created_at DESC, uri)
 """
@@ -56,7 +63,8 @@ CREATE INDEX records_did_recent ON records (collection, did, created_at DESC, ur
 class SqliteStore(SqlStore):
     """Records, accounts and cursors in one SQLite file; readers never block the writer."""
 
-    _migrations = (_V1, MIRRORS_MIGRATION, _V2)  # 1: records, 2: mirrors, 3: page indexes
+    # 1: records, 2: tags by date, 3: mirrors, 4: page indexes
+    _migrations = (_V1, _TAGS_BY_DATE, MIRRORS_MIGRATION, _PAGE_INDEXES)
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
@@ -121,26 +129,17 @@ class SqliteStore(SqlStore):
             [(u,) for u in uris],
         )
 
-    def _search_sql(self, params: SearchParams, key: list[Any] | None) -> tuple[str, list[Any]]:
+    def _ranked_sql(self, params: SearchParams) -> tuple[str, list[Any]]:
         assert params.text is not None
         where, args = self._filters(params)
-        inner = (
-            "SELECT r.uri, r.cid, r.did, a.handle, r.record, r.created_at, r.indexed_at, "
+        sql = (
+            "SELECT r.uri AS uri, r.created_at AS created_at, "
             "bm25(records_fts, 10.0, 1.0) AS rank FROM records_fts "
             "JOIN records r ON r.id = records_fts.rowid "
             "JOIN accounts a ON a.did = r.did AND a.active = 1 "
             f"WHERE records_fts MATCH ? AND {where}"
         )
-        args = [params.text.fts5(), *args]
-        outer = f"SELECT * FROM ({inner}) AS s"
-        if key is not None:
-            outer += (
-                " WHERE s.rank > ? OR (s.rank = ? AND (s.created_at < ? OR "
-                "(s.created_at = ? AND s.uri > ?)))"
-            )
-            args += [key[0], key[0], key[1], key[1], key[2]]
-        outer += " ORDER BY s.rank, s.created_at DESC, s.uri LIMIT ?"
-        return outer, [*args, params.limit + 1]
+        return sql, [params.text.fts5(), *args]
 
     def maintain(self) -> None:
         """Refresh the query planner's statistics and merge the full-text index segments."""

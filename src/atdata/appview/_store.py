@@ -193,8 +193,27 @@ class SqlStore(AppViewStore):
     def _fts_insert(self, cur: Any, uris: Sequence[str]) -> None:
         """Index the records ``uris`` (after they are written)."""
 
-    def _search_sql(self, params: SearchParams, key: list[Any] | None) -> tuple[str, list[Any]]:
+    def _ranked_sql(self, params: SearchParams) -> tuple[str, list[Any]]:
+        """``SELECT uri, created_at, rank`` of the text matches (lower rank is better)."""
         raise NotImplementedError
+
+    def _search_sql(self, params: SearchParams, key: list[Any] | None) -> tuple[str, list[Any]]:
+        """The ranked page: sort narrow rows (uri, rank, date), then fetch the records of the page."""
+        ranked, args = self._ranked_sql(params)
+        page = f"SELECT * FROM ({ranked}) AS m"
+        if key is not None:
+            page += (
+                " WHERE m.rank > ? OR (m.rank = ? AND (m.created_at < ? OR "
+                "(m.created_at = ? AND m.uri > ?)))"
+            )
+            args += [key[0], key[0], key[1], key[1], key[2]]
+        page += " ORDER BY m.rank, m.created_at DESC, m.uri LIMIT ?"
+        sql = (
+            "SELECT r.uri, r.cid, r.did, a.handle, r.record, r.created_at, r.indexed_at, t.rank "
+            f"FROM ({page}) AS t JOIN records r ON r.uri = t.uri JOIN accounts a ON a.did = r.did "
+            "ORDER BY t.rank, t.created_at DESC, t.uri"
+        )
+        return sql, [*args, params.limit + 1]
 
     # -- shared
 
@@ -271,9 +290,11 @@ class SqlStore(AppViewStore):
                         for r in rows
                     ],
                 )
-                tags = [(r["uri"], t) for r in rows for t in r["tags"]]
+                tags = [(r["uri"], t, r["created_at"]) for r in rows for t in r["tags"]]
                 if tags:
-                    cur.executemany(sql("INSERT INTO record_tags (uri, tag) VALUES (?, ?)"), tags)
+                    cur.executemany(
+                        sql("INSERT INTO record_tags (uri, tag, created_at) VALUES (?, ?, ?)"), tags
+                    )
                 self._fts_insert(cur, [r["uri"] for r in rows])
             for acc in changes.accounts:
                 cur.execute(
@@ -356,7 +377,7 @@ class SqlStore(AppViewStore):
             row = cur.fetchone()
         return self._row(row) if row else None
 
-    def _filters(self, params: SearchParams) -> tuple[str, list[Any]]:
+    def _filters(self, params: SearchParams, *, skip_tags: int = 0) -> tuple[str, list[Any]]:
         clauses = ["r.collection = ?"]
         args: list[Any] = [DATASET]
         if params.schema:
@@ -371,16 +392,19 @@ class SqlStore(AppViewStore):
         if params.license:
             clauses.append("r.license = ?")
             args.append(params.license)
-        for tag in params.tags:
-            clauses.append("r.uri IN (SELECT uri FROM record_tags WHERE tag = ?)")
+        for tag in params.tags[skip_tags:]:
+            # A keyed probe per candidate row (primary key tag, uri), not a list of the tag's rows.
+            clauses.append("EXISTS (SELECT 1 FROM record_tags x WHERE x.tag = ? AND x.uri = r.uri)")
             args.append(tag)
         return " AND ".join(clauses), args
 
     def search(self, params: SearchParams) -> Page:
         if params.text is None:
-            where, args = self._filters(params)
+            # With a tag, walk that tag's (created_at, uri) index: newest first, no sort.
+            tag = params.tags[0] if params.tags else None
+            where, args = self._filters(params, skip_tags=1 if tag else 0)
             key = decode_cursor(params.cursor, "recent", (str, str))
-            return self._recent(where, args, params.limit, key)
+            return self._recent(where, args, params.limit, key, tag=tag)
         key = decode_cursor(params.cursor, "rank", (float, str, str))
         query, args = self._search_sql(params, key)
         with self._transaction(write=False) as cur:
@@ -394,11 +418,28 @@ class SqlStore(AppViewStore):
             cursor = encode_cursor("rank", [float(last[7]), last[5], last[0]])
         return Page([self._row(r) for r in rows], cursor)
 
-    def _recent(self, where: str, args: list[Any], limit: int, key: list[Any] | None) -> Page:
+    def _recent(
+        self, where: str, args: list[Any], limit: int, key: list[Any] | None, tag: str | None = None
+    ) -> Page:
+        # Order and cut narrow rows first; fetch the records of the page only.
+        src = "t0" if tag else "r"
         if key is not None:
-            where += " AND (r.created_at < ? OR (r.created_at = ? AND r.uri > ?))"
+            where += f" AND ({src}.created_at < ? OR ({src}.created_at = ? AND {src}.uri > ?))"
             args = [*args, key[0], key[0], key[1]]
-        query = f"SELECT {self._ROW} WHERE {where} ORDER BY r.created_at DESC, r.uri LIMIT ?"
+        if tag:
+            where = f"t0.tag = ? AND {where}"
+            args = [tag, *args]
+        page = (
+            f"SELECT {src}.uri AS uri, {src}.created_at AS created_at FROM "
+            + ("record_tags t0 JOIN records r ON r.uri = t0.uri " if tag else "records r ")
+            + "JOIN accounts a ON a.did = r.did AND a.active = 1 "
+            f"WHERE {where} ORDER BY {src}.created_at DESC, {src}.uri LIMIT ?"
+        )
+        query = (
+            f"SELECT r.uri, r.cid, r.did, a.handle, r.record, r.created_at, r.indexed_at "
+            f"FROM ({page}) AS t JOIN records r ON r.uri = t.uri JOIN accounts a ON a.did = r.did "
+            "ORDER BY t.created_at DESC, t.uri"
+        )
         with self._transaction(write=False) as cur:
             cur.execute(self._sql(query), [*args, limit + 1])
             rows = cur.fetchall()
@@ -447,8 +488,8 @@ class SqlStore(AppViewStore):
     def counts(self) -> dict[str, int]:
         with self._transaction(write=False) as cur:
             cur.execute(
-                "SELECT r.collection, COUNT(*) FROM records r JOIN accounts a "
-                "ON a.did = r.did AND a.active = 1 GROUP BY r.collection"
+                "SELECT collection, COUNT(*) FROM records WHERE did NOT IN "
+                "(SELECT did FROM accounts WHERE active = 0) GROUP BY collection"
             )
             out = {r[0]: int(r[1]) for r in cur.fetchall()}
             cur.execute("SELECT COUNT(*) FROM accounts")
