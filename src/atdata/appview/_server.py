@@ -335,7 +335,6 @@ def build_app(view: AppView) -> Starlette:
             Route("/health", health, methods=["GET"]),
             Route("/xrpc/_health", health, methods=["GET"]),
             Route("/.well-known/did.json", did_json, methods=["GET"]),
-            *view.routes,
             *page_routes(view),
         ],
         lifespan=view.lifespan,

@@ -28,8 +28,7 @@ def default_db_url() -> str:
 class AppView:
     """Follow ``hosts`` into ``store`` and answer queries (see :attr:`app`).
 
-    ``routes`` (Starlette routes) are served next to the XRPC ones, e.g. web pages that
-    read :attr:`store`.
+    The web pages (``atdata.appview._pages``) are served next to the XRPC queries.
 
     Example::
 
@@ -45,7 +44,6 @@ class AppView:
         plc_url: str | None = None,
         service_did: str | None = None,
         public_url: str | None = None,
-        routes: Sequence[Any] = (),
     ) -> None:
         from atdata import __version__
 
@@ -57,7 +55,6 @@ class AppView:
         self.followers = [HostFollower(self.ingester, h) for h in dict.fromkeys(hosts)]
         self.service_did = service_did
         self.public_url = public_url
-        self.routes = list(routes)
         self.version = __version__
         self.started = time.time()
         self._app: Any = None
