@@ -87,7 +87,10 @@ def test_a_dataset_record_with_a_huge_pattern_is_refused() -> None:
         uri="at://did:plc:abc/ac.foundation.dataset.record/1",
         cid=None,
     )
-    refused(lambda: open_record(None, record, atdata.DictSample))  # type: ignore[arg-type]
+    from atdata.atmosphere import AtmosphereClient
+
+    client = AtmosphereClient("https://pds.example")  # never contacted: refused first
+    refused(lambda: open_record(client, record, atdata.DictSample))
 
 
 @pytest.mark.timeout(120)

@@ -238,6 +238,6 @@ def test_an_atmosphere_insert_that_cannot_publish_removes_its_copies(
     index = AtmosphereIndex(pds_client, data_store=store)
     ds = atdata.Dataset[Vec]([good(tmp_path / "a.tar")])
     with pytest.raises(ValueError, match="description"):
-        index.insert_dataset(ds, name="v", description="x" * 6000, allow_private_urls=True)
+        index.insert_dataset(ds, name="v", description="x" * 6000)
     assert bucket_keys(s3_client, s3_bucket) == []
     assert DatasetLoader(pds_client).list_all() == []

@@ -120,6 +120,6 @@ def test_index_publish_schema_and_insert_pick_the_version(
     assert index.get_schema(changed)["version"] == "1.0.1"
     # insert_dataset without schema_ref publishes (or reuses) the dataset type's schema
     ds = atdata.write_samples([PointV2(np.zeros(2, np.float32), "a", 1)], tmp_path / "p.tar")
-    entry = index.insert_dataset(ds, name="points", allow_private_urls=True)
+    entry = index.insert_dataset(ds, name="points")
     assert entry.schema_ref.split("/")[-1] == changed.split("/")[-1]
     assert len(schema_records(pds_client)) == 2

@@ -93,7 +93,7 @@ def test_no_secret_in_reprs_logs_errors_or_records(
     objects.append(bad)
 
     # a publish: the URLs as they are, and a copy as blobs
-    uri = promote_to_atmosphere(entry, index, client, allow_private_urls=True)
+    uri = promote_to_atmosphere(entry, index, client)
     blobs = PDSBlobStore(client)
     uri2 = promote_to_atmosphere(entry, index, client, name="vectors-blobs", data_store=blobs)
     published = [AtmosphereIndex(client).get_dataset(str(u)) for u in (uri, uri2)]
