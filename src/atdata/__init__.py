@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from atdata.batch import SampleBatch
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
-from atdata.errors import AtdataError, LensNotFoundError, SampleError, SchemaError, ShardError
+from atdata.errors import (
+    AtdataError,
+    LensNotFoundError,
+    ResumeStateError,
+    SampleError,
+    SchemaError,
+    ShardError,
+)
 from atdata.lens import Lens, LensNetwork, lens
 from atdata.protocols import AbstractDataStore, AbstractIndex, DataSource, IndexEntry, Packable
 from atdata.sample import PackableSample, packable
@@ -72,6 +79,7 @@ __all__ = [
     "LensNotFoundError",
     "Packable",
     "PackableSample",
+    "ResumeStateError",
     "S3Source",
     "SampleBatch",
     "SampleError",

@@ -16,6 +16,7 @@ import os
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
@@ -407,7 +408,7 @@ class Dataset(Generic[ST]):
         state = dict(self.__dict__)
         state.pop("_maps", None)  # memory maps are per process
         state.pop("_keymap", None)
-        for per_process in ("_decoders", "_spans", "_shard_ids"):
+        for per_process in ("_decoders", "_spans", "_shard_ids", "_files"):
             state.pop(per_process, None)  # closures and memory maps, rebuilt on first use
         return state
 
@@ -518,12 +519,26 @@ class Dataset(Generic[ST]):
             try:
                 mapped = map_file(stream)
                 view = memoryview(mapped if mapped is not None else stream.read())
+                if mapped is not None and isinstance(getattr(stream, "name", None), str | Path):
+                    st = os.fstat(stream.fileno())
+                    start = np.frombuffer(view, dtype=np.uint8).ctypes.data
+                    file = (os.fspath(stream.name), st.st_dev, st.st_ino, st.st_size)
+                    files: dict[str, tuple[int, int, tuple[str, int, int, int]]]
+                    files = self.__dict__.setdefault("_files", {})
+                    files[shard] = (start, start + len(view), file)
             finally:
                 stream.close()
             if len(maps) >= 64:
-                maps.pop(next(iter(maps)))
+                evicted = next(iter(maps))
+                maps.pop(evicted)
+                self.__dict__.get("_files", {}).pop(evicted, None)
             maps[shard] = view
         return view
+
+    def _mapped_regions(self) -> dict[str, tuple[int, int, tuple[str, int, int, int]]]:
+        """Shard id -> (start address, end address, (path, device, inode, size)) of each local
+        shard mapped for random access in this process (for cheap DataLoader transfers)."""
+        return self.__dict__.get("_files", {})
 
     # ------------------------------------------------------------------ PyTorch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "AtdataError",
     "LensNotFoundError",
+    "ResumeStateError",
     "SampleError",
     "SchemaError",
     "ShardError",
@@ -64,3 +65,8 @@ class SchemaError(AtdataError, ValueError):
 
 class LensNotFoundError(AtdataError, ValueError):
     """No chain of registered lenses leads from one sample type to another."""
+
+
+class ResumeStateError(AtdataError, ValueError):
+    """A saved loader state does not fit this dataset, world size or loader: resuming would
+    read the wrong samples."""
