@@ -130,7 +130,7 @@ def test_dataset_state_is_the_stateful_protocol(ds: atdata.Dataset[Rec]) -> None
 def test_state_from_another_dataset_or_world_is_an_atdata_error(
     ds: atdata.Dataset[Rec], tmp_path, workers: int
 ) -> None:
-    tds, loader = make(ds, 0, workers, False, 4)
+    _, loader = make(ds, 0, workers, False, 4)
     it = iter(loader)
     next(it)
     state = loader.state_dict()

@@ -64,7 +64,9 @@ def _mapped(file: MappedFile) -> mmap.mmap:
                     path,
                     "the shard file changed between the DataLoader worker and the main process",
                 )
-            found = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            # fault the whole (page-cached) file in at once, not page by page during copies
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            found = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
     except OSError as exc:
         raise ShardError(path, f"cannot map the shard a DataLoader worker read ({exc})") from None
     _MAPS[file] = found
@@ -73,18 +75,29 @@ def _mapped(file: MappedFile) -> mmap.mmap:
     return found
 
 
-def _gather(file: MappedFile, dtype: str, shape: tuple[int, ...], offsets: np.ndarray) -> Any:
-    """One owned array ``(len(offsets), *shape)`` copied out of the mapped shard."""
-    mm = _mapped(file)
+def _gather(
+    files: list[MappedFile],
+    which: np.ndarray,
+    offsets: np.ndarray,
+    dtype: str,
+    shape: tuple[int, ...],
+) -> Any:
+    """One owned array ``(len(offsets), *shape)``: row ``i`` copied from ``files[which[i]]``."""
     dt = np.dtype(dtype)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-    if len(offsets) and (int(offsets.min()) < 0 or int(offsets.max()) + nbytes > len(mm)):
-        raise ShardError(file[0], "an array offset from a DataLoader worker is outside the shard")
-    flat = np.frombuffer(mm, dtype=np.uint8)
+    flats = []
+    for file in files:
+        mm = _mapped(file)
+        rows_here = offsets[which == len(flats)]
+        if len(rows_here) and (int(rows_here.min()) < 0 or int(rows_here.max()) + nbytes > len(mm)):
+            raise ShardError(
+                file[0], "an array offset from a DataLoader worker is outside the shard"
+            )
+        flats.append(np.frombuffer(mm, dtype=np.uint8))
     out = np.empty((len(offsets), *shape), dtype=dt)
     rows = out.reshape(len(offsets), -1).view(np.uint8)
-    for i, off in enumerate(offsets.tolist()):
-        rows[i] = flat[off : off + nbytes]
+    for i, (w, off) in enumerate(zip(which.tolist(), offsets.tolist())):
+        rows[i] = flats[w][off : off + nbytes]
     return out
 
 
@@ -187,17 +200,18 @@ def _pack_arrays(values: list[Any], locator: _Locator) -> tuple[str, Any] | None
     first = values[0]
     if first.dtype.kind not in "biufc":
         return None
-    file = None
+    files: dict[MappedFile, int] = {}
+    which = np.empty(len(values), dtype=np.int64)
     offsets = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         if not isinstance(v, np.ndarray) or v.shape != first.shape or v.dtype != first.dtype:
             return None
         found = locator.locate(v)
-        if found is None or (file is not None and found[0] != file):
+        if found is None:
             return None
-        file, offsets[i] = found
-    assert file is not None
-    return "map", (file, first.dtype.str, first.shape, offsets)
+        which[i] = files.setdefault(found[0], len(files))
+        offsets[i] = found[1]
+    return "map", (list(files), which, offsets, first.dtype.str, first.shape)
 
 
 def pack_sample(fields: dict[str, Any], regions: dict[int, tuple[int, int, MappedFile]]) -> Packed:
@@ -209,8 +223,8 @@ def pack_sample(fields: dict[str, Any], regions: dict[int, tuple[int, int, Mappe
             found = locator.locate(value)
             if found is not None:
                 file, off = found
-                offsets = np.array([off], dtype=np.int64)
-                out.append((name, "map", (file, value.dtype.str, value.shape, offsets)))
+                where = ([file], np.zeros(1, np.int64), np.array([off], np.int64))
+                out.append((name, "map", (*where, value.dtype.str, value.shape)))
             else:
                 out.append((name, *_array(value)))
         else:
