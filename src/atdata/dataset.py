@@ -192,18 +192,26 @@ class Dataset(Generic[ST]):
                 break
         return out
 
-    def ordered(self, batch_size: int | None = None) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
-        """Samples in shard order, then tar order; batches of ``batch_size`` if given."""
+    def ordered(
+        self, batch_size: int | None = None, *, copy: bool = True
+    ) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
+        """Samples in shard order, then tar order; batches of ``batch_size`` if given.
+
+        ``copy=False`` (unbatched, typed samples): array fields are read-only NumPy
+        views of the memory-mapped shard instead of owned copies. A view keeps the
+        shard's map open for as long as it lives; copy it (``np.array(view)``) to
+        modify it. Batches always own their stacked arrays.
+        """
         order = self._prefetch_order(self.list_shards())
         if batch_size is None:
-            return self._ordered_samples(order)
+            return self._ordered_samples(order, copy)
         return self._emit((p for s in order for p in self._payloads(s)), batch_size)
 
-    def _ordered_samples(self, shards: list[str]) -> Iterator[Any]:
-        decode = self._decoder(copy=True)
+    def _ordered_samples(self, shards: list[str], copy: bool = True) -> Iterator[Any]:
+        decode = self._decoder(copy=copy)
         fast = None
         if self._lens is None and self._read_type is not DictSample:
-            fast = _decoder_for(self._read_type).fast(copy=True)
+            fast = _decoder_for(self._read_type).fast(copy=copy)
         for shard in shards:
             yield from self._payloads(shard, decode, fast)
 
@@ -214,19 +222,21 @@ class Dataset(Generic[ST]):
         seed: int | None = None,
         buffer_shards: int = 8,
         buffer_samples: int = 10_000,
+        copy: bool = True,
     ) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
         """Samples in a random order that is the same for the same ``seed``.
 
         The shard order is permuted; ``buffer_shards`` shards are read
         interleaved, and a buffer of ``buffer_samples`` undecoded samples
         (views into memory-mapped shards, so cheap) is drawn from at random.
+        ``copy=False`` hands out read-only array views, as in :meth:`ordered`.
         """
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         order = self.list_shards()
         rng.shuffle(order)
         self._prefetch_order(order)
         return self._emit(
-            self._shuffled_payloads(order, rng, buffer_shards, buffer_samples), batch_size
+            self._shuffled_payloads(order, rng, buffer_shards, buffer_samples), batch_size, copy
         )
 
     def _shuffled_payloads(
@@ -366,16 +376,18 @@ class Dataset(Generic[ST]):
         return lambda shard, key, payload: get(decode(shard, key, payload))
 
     def _emit(
-        self, payloads: Iterator[tuple[str, str, Any]], batch_size: int | None
+        self, payloads: Iterator[tuple[str, str, Any]], batch_size: int | None, copy: bool = True
     ) -> Iterator[Any]:
         if batch_size is None:
-            return self._samples(payloads)
+            return self._samples(payloads, copy)
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size}")
         return self._batches(payloads, batch_size)
 
-    def _samples(self, payloads: Iterator[tuple[str, str, Any]]) -> Iterator[Any]:
-        decode = self._decoder(copy=True)
+    def _samples(
+        self, payloads: Iterator[tuple[str, str, Any]], copy: bool = True
+    ) -> Iterator[Any]:
+        decode = self._decoder(copy=copy)
         if self.on_error == "raise":
             for shard, key, payload in payloads:
                 yield decode(shard, key, payload)
