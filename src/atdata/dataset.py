@@ -29,7 +29,7 @@ from atdata.errors import AtdataError, SampleError, ShardError
 from atdata.lens import Lens, network
 from atdata.protocols import DataSource
 from atdata.sample import _decoder_for, is_packable
-from atdata.shard_index import ShardIndex, index_file
+from atdata.shard_index import ShardIndex, cached_index, index_file, keep_index
 from atdata.sources import S3Source, URLSource, expand_urls, local_path
 
 __all__ = ["Dataset"]
@@ -290,16 +290,14 @@ class Dataset(Generic[ST]):
             members: Iterator[tuple[str, int, Any]]
             if mapped is not None:
                 view = memoryview(mapped)
-                members = iter_members(mapped, shard)
+                index = cached_index(stream, shard)
+                if index is not None:  # read before in this process: no header walk
+                    members = zip(index.keys, index.offsets.tolist(), index.sizes.tolist())
+                else:
+                    members = self._keys(iter_members(mapped, shard), shard, stream)
             else:
-                members = iter_stream_members(stream, shard)
-            for name, off, size_or_payload in members:
-                key = name[:-8]
-                if not (name[-8:] == _SUFFIX and "." not in key):
-                    found = self._member_key(shard, name, off)
-                    if found is None:
-                        continue
-                    key = found
+                members = self._keys(iter_stream_members(stream, shard), shard, None)
+            for key, off, size_or_payload in members:
                 payload = (
                     view[off : off + size_or_payload] if mapped is not None else size_or_payload
                 )
@@ -324,6 +322,39 @@ class Dataset(Generic[ST]):
             self._fail(exc)
         finally:
             stream.close()
+
+    def _keys(
+        self, members: Iterator[tuple[str, int, Any]], shard: str, stream: IO[bytes] | None
+    ) -> Iterator[tuple[str, int, Any]]:
+        """``(key, offset, size or payload)`` of each sample member of a header walk.
+
+        When the walk of a local file ends cleanly with only sample members, its
+        offset index is kept, so reading the unchanged shard again walks no header.
+        """
+        keys: list[str] = []
+        offsets: list[int] = []
+        sizes: list[Any] = []
+        clean = True
+        for name, off, size_or_payload in members:
+            key = name[:-8]
+            if not (name[-8:] == _SUFFIX and "." not in key):
+                found = self._member_key(shard, name, off)
+                if found is None:
+                    clean = False
+                    continue
+                key = found
+            if stream is not None:
+                keys.append(key)
+                offsets.append(off)
+                sizes.append(size_or_payload)
+            yield key, off, size_or_payload
+        if stream is not None and clean:
+            keep_index(
+                stream,
+                ShardIndex(
+                    shard, tuple(keys), np.asarray(offsets, np.int64), np.asarray(sizes, np.int64)
+                ),
+            )
 
     def _open(self, shard: str) -> IO[bytes]:
         """Open one shard for reading; a remote one as its local copy in the shard cache."""
