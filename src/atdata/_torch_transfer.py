@@ -140,16 +140,22 @@ class _Locator:
         return None
 
 
-def _numeric(values: list[Any]) -> np.ndarray | None:
+def _numeric(values: list[Any], kinds: set[type]) -> np.ndarray | None:
     """``torch.tensor(values)`` as a NumPy array (same dtype rules), or None if not numeric."""
-    if values and all(isinstance(v, bool | int | float) for v in values):
+    if kinds == {int}:
+        return np.array(values, dtype=np.int64)
+    if values and kinds <= {bool, int, float}:
         return torch.tensor(values).numpy()
     return None
 
 
-def _strings(values: list[Any]) -> tuple[bytes, np.ndarray] | None:
-    if not values or not all(type(v) is str for v in values):
+def _strings(values: list[Any], kinds: set[type]) -> tuple[bytes, np.ndarray] | None:
+    """Strings as one UTF-8 buffer and the end offset of each."""
+    if not values or kinds != {str}:
         return None
+    text = "".join(values)
+    if text.isascii():
+        return text.encode("ascii"), np.cumsum([len(v) for v in values], dtype=np.int64)
     encoded = [v.encode("utf-8") for v in values]
     return b"".join(encoded), np.cumsum([len(e) for e in encoded], dtype=np.int64)
 
@@ -187,11 +193,12 @@ def pack_batch(
                 continue
             out.append((name, "raw", [v if v.flags.owndata else v.copy() for v in values]))
             continue
-        numbers = _numeric(values)
+        kinds = {type(v) for v in values}
+        numbers = _numeric(values, kinds)
         if numbers is not None:
             out.append((name, "np", numbers))
             continue
-        text = _strings(values)
+        text = _strings(values, kinds)
         out.append((name, "str", text) if text is not None else (name, "raw", values))
     return Packed(out, batched=True)
 

@@ -209,9 +209,7 @@ class Dataset(Generic[ST]):
 
     def _ordered_samples(self, shards: list[str], copy: bool = True) -> Iterator[Any]:
         decode = self._decoder(copy=copy)
-        fast = None
-        if self._lens is None and self._read_type is not DictSample:
-            fast = _decoder_for(self._read_type).fast(copy=copy)
+        fast = self._fast_decoder(copy)
         for shard in shards:
             yield from self._payloads(shard, decode, fast)
 
@@ -520,6 +518,7 @@ class Dataset(Generic[ST]):
     ) -> list[Any]:
         """Decode many samples by (shard position, index in shard), through the offset index."""
         decode = self._random_access()[copy]
+        fast = self._fast_decoder(copy)
         spans: dict[int, tuple[str, tuple[str, ...], list[int], list[int], memoryview]]
         spans = self.__dict__.setdefault("_spans", {})
         out = []
@@ -538,8 +537,21 @@ class Dataset(Generic[ST]):
                 spans[pos] = span
             shard, keys, offsets, sizes, view = span
             off = offsets[i]
-            out.append(decode(shard, keys[i], view[off : off + sizes[i]]))
+            payload = view[off : off + sizes[i]]
+            if fast is not None:
+                try:
+                    out.append(fast(payload))
+                    continue
+                except Exception:
+                    pass  # decode again below, for the error that names the shard and key
+            out.append(decode(shard, keys[i], payload))
         return out
+
+    def _fast_decoder(self, copy: bool) -> Callable[[Any], Any] | None:
+        """The hot-path decoder of typed samples without a lens (None otherwise)."""
+        if self._lens is not None or self._read_type is DictSample:
+            return None
+        return _decoder_for(self._read_type).fast(copy)
 
     def _random_access(self) -> dict[bool, Callable[[str, str, Any], Any]]:
         decoders = self.__dict__.get("_decoders")

@@ -32,6 +32,7 @@ from atdata._torch_transfer import pack_batch, pack_sample
 from atdata.batch import SampleBatch
 from atdata.distributed import EpochPlan, fingerprint
 from atdata.errors import ResumeStateError
+from atdata.sample import fields_of, is_packable
 
 __all__ = ["Loader", "TorchDataset"]
 
@@ -241,6 +242,10 @@ def _fields(sample: Any) -> dict[str, Any]:
 
 def _gathered(samples: list[Any]) -> dict[str, list[Any]]:
     """Field name -> the values of every sample, in order (no stacking yet)."""
+    if samples and is_packable(type(samples[0])):
+        names = [spec.name for spec in fields_of(type(samples[0]))]
+        rows = [s.__dict__ for s in samples]
+        return {name: [row[name] for row in rows] for name in names}
     rows = [_fields(s) for s in samples]
     names: dict[str, None] = {}
     for row in rows:
