@@ -574,10 +574,13 @@ class Dataset(Generic[ST]):
             try:
                 mapped = map_file(stream)
                 view = memoryview(mapped if mapped is not None else stream.read())
-                if mapped is not None and isinstance(getattr(stream, "name", None), str | Path):
+                # local files only: a cached remote shard may be evicted once it is closed
+                named = isinstance(getattr(stream, "name", None), str | Path)
+                if mapped is not None and named and local_path(shard) is not None:
                     st = os.fstat(stream.fileno())
                     start = np.frombuffer(view, dtype=np.uint8).ctypes.data
-                    file = (os.fspath(stream.name), st.st_dev, st.st_ino, st.st_size)
+                    path = os.path.abspath(os.fspath(stream.name))
+                    file = (path, st.st_dev, st.st_ino, st.st_size)
                     files: dict[str, tuple[int, int, tuple[str, int, int, int]]]
                     files = self.__dict__.setdefault("_files", {})
                     files[shard] = (start, start + len(view), file)
