@@ -226,3 +226,26 @@ def test_large_arrays_cross_from_the_mapped_shard(tmp_path) -> None:
         arrays = [got_a for b in got for got_a in (b["a"] if batch_size else [b["a"]])]
         assert [int(a[0, 0]) for a in arrays] == list(range(12))
         assert all(a.shape == (64, 1024) and bool((a == a[0, 0]).all()) for a in arrays)
+
+
+def _with_size(item: object) -> tuple[object, int]:
+    """A worker-side collate_fn: the item and the size of its pickled form."""
+    return item, len(pickle.dumps(item))
+
+
+def test_worker_batches_of_mapped_arrays_pickle_small(tmp_path) -> None:
+    @atdata.packable
+    class Big:
+        a: NDArray[np.float32]
+        name: str
+
+    samples = [Big(a=np.full((64, 1024), i, np.float32), name=f"s{i}") for i in range(16)]
+    ds = atdata.write_samples(samples, tmp_path / "b.tar", maxcount=5)
+    loader = DataLoader(
+        ds.to_torch(batch_size=8), batch_size=None, num_workers=2, collate_fn=_with_size
+    )
+    got = list(loader)
+    assert [b["name"] for b, _ in got] == [[f"s{i}" for i in range(j, j + 8)] for j in (0, 8)]
+    assert all(b["a"].shape == (8, 64, 1024) for b, _ in got)
+    # 2 MiB of arrays per batch travel as their places in the shard files
+    assert all(size < 4096 for _, size in got), [size for _, size in got]
