@@ -246,11 +246,11 @@ def _gathered(samples: list[Any]) -> dict[str, list[Any]]:
         names = [spec.name for spec in fields_of(type(samples[0]))]
         rows = [s.__dict__ for s in samples]
         return {name: [row[name] for row in rows] for name in names}
-    rows = [_fields(s) for s in samples]
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    return {name: [row.get(name) for row in rows] for name in names}
+    dicts = [_fields(s) for s in samples]
+    seen: dict[str, None] = {}
+    for row in dicts:
+        seen.update(dict.fromkeys(row))
+    return {name: [row.get(name) for row in dicts] for name in seen}
 
 
 def _check_run(state: Mapping[str, Any], ds: TorchDataset) -> None:
