@@ -64,9 +64,7 @@ def _mapped(file: MappedFile) -> mmap.mmap:
                     path,
                     "the shard file changed between the DataLoader worker and the main process",
                 )
-            # fault the whole (page-cached) file in at once, not page by page during copies
-            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-            found = mmap.mmap(f.fileno(), 0, flags=flags, prot=mmap.PROT_READ)
+            found = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise ShardError(path, f"cannot map the shard a DataLoader worker read ({exc})") from None
     _MAPS[file] = found
