@@ -159,7 +159,7 @@ def _strings(values: list[Any], kinds: set[type]) -> tuple[bytes, np.ndarray] | 
 
 
 def _array(arr: np.ndarray) -> tuple[str, Any]:
-    if arr.dtype.kind not in "biufc":
+    if arr.dtype.kind not in "biufc" or not arr.dtype.isnative:  # torch has no such tensors
         return "raw", arr
     if arr.nbytes < _INLINE_BYTES:
         return "np", arr if arr.flags.writeable else arr.copy()
@@ -203,7 +203,7 @@ def pack_batch(
 
 def _pack_arrays(values: list[Any], locator: _Locator) -> tuple[str, Any] | None:
     first = values[0]
-    if first.dtype.kind not in "biufc":
+    if first.dtype.kind not in "biufc" or not first.dtype.isnative:
         return None
     files: dict[MappedFile, int] = {}
     which = np.empty(len(values), dtype=np.int64)
@@ -225,7 +225,7 @@ def pack_sample(fields: dict[str, Any], regions: dict[int, tuple[int, int, Mappe
     out: list[tuple[str, str, Any]] = []
     for name, value in fields.items():
         if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
-            found = locator.locate(value)
+            found = locator.locate(value) if value.dtype.isnative else None
             if found is not None:
                 file, off = found
                 where = ([file], np.zeros(1, np.int64), np.array([off], np.int64))
