@@ -52,8 +52,14 @@ def _to_torch(fields: dict[str, Any], batched: bool) -> dict[str, Any]:
     for name, value in fields.items():
         if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
             out[name] = torch.from_numpy(value if value.flags.writeable else value.copy())
-        elif batched and value and all(isinstance(v, bool | int | float) for v in value):
-            out[name] = torch.tensor(value)
+        elif batched and value:
+            kinds = {type(v) for v in value}
+            if kinds == {int}:  # what torch.tensor makes of ints, without its per-item walk
+                out[name] = torch.from_numpy(np.array(value, dtype=np.int64))
+            elif kinds <= {bool, int, float}:
+                out[name] = torch.tensor(value)
+            else:
+                out[name] = value
         else:
             out[name] = value
     return out
