@@ -4,7 +4,8 @@ The same samples (tiny records ``{name: str, value: int}``, and 150 KB ``uint8``
 ``(3, 224, 224)`` with an ``int`` label) are converted into each library's own format
 first, untimed, then read back in batches of 32 (one full epoch), timed:
 
-* **atdata**: ``Dataset[T](shards).to_torch(batch_size=32).loader(num_workers=W)``;
+* **atdata**: ``DataLoader(Dataset[T](shards).to_torch(batch_size=32), batch_size=None,
+  num_workers=W)``;
 * **webdataset**: ``WebDataset(urls).decode().to_tuple(...).batched(32)`` in a ``WebLoader``
   (``.npy`` + ``.cls`` members for arrays, a ``.json`` member for tiny records);
 * **MosaicML streaming**: ``MDSWriter`` shards, ``StreamingDataset(local=..., remote=...)``
@@ -203,7 +204,9 @@ def atdata_contender(kind: str, cfg: Config, root: Path, remote: Remote | None) 
 
     def local(workers: int) -> int:
         ds = atdata.Dataset[typ](shards)  # type: ignore[valid-type]
-        return count(ds.to_torch(batch_size=BATCH).loader(num_workers=workers))
+        return count(
+            DataLoader(ds.to_torch(batch_size=BATCH), batch_size=None, num_workers=workers)
+        )
 
     if remote is None:
         return Contender("atdata", local)
@@ -213,7 +216,9 @@ def atdata_contender(kind: str, cfg: Config, root: Path, remote: Remote | None) 
     def from_s3(workers: int) -> int:
         cache = ShardCache(remote.fresh_dir())
         ds = atdata.Dataset[typ](urls, credentials=remote.env, cache=cache)  # type: ignore[valid-type]
-        return count(ds.to_torch(batch_size=BATCH).loader(num_workers=workers))
+        return count(
+            DataLoader(ds.to_torch(batch_size=BATCH), batch_size=None, num_workers=workers)
+        )
 
     return Contender("atdata", local, from_s3)
 

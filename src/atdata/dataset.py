@@ -16,6 +16,7 @@ import os
 import random
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
@@ -28,7 +29,7 @@ from atdata.errors import AtdataError, SampleError, ShardError
 from atdata.lens import Lens, network
 from atdata.protocols import DataSource
 from atdata.sample import _decoder_for, is_packable
-from atdata.shard_index import ShardIndex, index_file
+from atdata.shard_index import ShardIndex, cached_index, index_file, keep_index
 from atdata.sources import S3Source, URLSource, expand_urls, local_path
 
 __all__ = ["Dataset"]
@@ -216,18 +217,24 @@ class Dataset(Generic[ST]):
                 break
         return out
 
-    def ordered(self, batch_size: int | None = None) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
-        """Samples in shard order, then tar order; batches of ``batch_size`` if given."""
+    def ordered(
+        self, batch_size: int | None = None, *, copy: bool = True
+    ) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
+        """Samples in shard order, then tar order; batches of ``batch_size`` if given.
+
+        ``copy=False`` (unbatched, typed samples): array fields are read-only NumPy
+        views of the memory-mapped shard instead of owned copies. A view keeps the
+        shard's map open for as long as it lives; copy it (``np.array(view)``) to
+        modify it. Batches always own their stacked arrays.
+        """
         order = self._prefetch_order(self.list_shards())
         if batch_size is None:
-            return self._ordered_samples(order)
+            return self._ordered_samples(order, copy)
         return self._emit((p for s in order for p in self._payloads(s)), batch_size)
 
-    def _ordered_samples(self, shards: list[str]) -> Iterator[Any]:
-        decode = self._decoder(copy=True)
-        fast = None
-        if self._lens is None and self._read_type is not DictSample:
-            fast = _decoder_for(self._read_type).fast(copy=True)
+    def _ordered_samples(self, shards: list[str], copy: bool = True) -> Iterator[Any]:
+        decode = self._decoder(copy=copy)
+        fast = self._fast_decoder(copy)
         for shard in shards:
             yield from self._payloads(shard, decode, fast)
 
@@ -238,19 +245,21 @@ class Dataset(Generic[ST]):
         seed: int | None = None,
         buffer_shards: int = 8,
         buffer_samples: int = 10_000,
+        copy: bool = True,
     ) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
         """Samples in a random order that is the same for the same ``seed``.
 
         The shard order is permuted; ``buffer_shards`` shards are read
         interleaved, and a buffer of ``buffer_samples`` undecoded samples
         (views into memory-mapped shards, so cheap) is drawn from at random.
+        ``copy=False`` hands out read-only array views, as in :meth:`ordered`.
         """
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         order = self.list_shards()
         rng.shuffle(order)
         self._prefetch_order(order)
         return self._emit(
-            self._shuffled_payloads(order, rng, buffer_shards, buffer_samples), batch_size
+            self._shuffled_payloads(order, rng, buffer_shards, buffer_samples), batch_size, copy
         )
 
     def _shuffled_payloads(
@@ -304,16 +313,14 @@ class Dataset(Generic[ST]):
             members: Iterator[tuple[str, int, Any]]
             if mapped is not None:
                 view = memoryview(mapped)
-                members = iter_members(mapped, shard)
+                index = cached_index(stream, shard)
+                if index is not None:  # read before in this process: no header walk
+                    members = zip(index.keys, index.offsets.tolist(), index.sizes.tolist())
+                else:
+                    members = self._keys(iter_members(mapped, shard), shard, stream)
             else:
-                members = iter_stream_members(stream, shard)
-            for name, off, size_or_payload in members:
-                key = name[:-8]
-                if not (name[-8:] == _SUFFIX and "." not in key):
-                    found = self._member_key(shard, name, off)
-                    if found is None:
-                        continue
-                    key = found
+                members = self._keys(iter_stream_members(stream, shard), shard, None)
+            for key, off, size_or_payload in members:
                 payload = (
                     view[off : off + size_or_payload] if mapped is not None else size_or_payload
                 )
@@ -338,6 +345,39 @@ class Dataset(Generic[ST]):
             self._fail(exc)
         finally:
             stream.close()
+
+    def _keys(
+        self, members: Iterator[tuple[str, int, Any]], shard: str, stream: IO[bytes] | None
+    ) -> Iterator[tuple[str, int, Any]]:
+        """``(key, offset, size or payload)`` of each sample member of a header walk.
+
+        When the walk of a local file ends cleanly with only sample members, its
+        offset index is kept, so reading the unchanged shard again walks no header.
+        """
+        keys: list[str] = []
+        offsets: list[int] = []
+        sizes: list[Any] = []
+        clean = True
+        for name, off, size_or_payload in members:
+            key = name[:-8]
+            if not (name[-8:] == _SUFFIX and "." not in key):
+                found = self._member_key(shard, name, off)
+                if found is None:
+                    clean = False
+                    continue
+                key = found
+            if stream is not None:
+                keys.append(key)
+                offsets.append(off)
+                sizes.append(size_or_payload)
+            yield key, off, size_or_payload
+        if stream is not None and clean:
+            keep_index(
+                stream,
+                ShardIndex(
+                    shard, tuple(keys), np.asarray(offsets, np.int64), np.asarray(sizes, np.int64)
+                ),
+            )
 
     def _open(self, shard: str) -> IO[bytes]:
         """Open one shard for reading; a remote one as its local copy in the shard cache."""
@@ -390,16 +430,18 @@ class Dataset(Generic[ST]):
         return lambda shard, key, payload: get(decode(shard, key, payload))
 
     def _emit(
-        self, payloads: Iterator[tuple[str, str, Any]], batch_size: int | None
+        self, payloads: Iterator[tuple[str, str, Any]], batch_size: int | None, copy: bool = True
     ) -> Iterator[Any]:
         if batch_size is None:
-            return self._samples(payloads)
+            return self._samples(payloads, copy)
         if batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, not {batch_size}")
         return self._batches(payloads, batch_size)
 
-    def _samples(self, payloads: Iterator[tuple[str, str, Any]]) -> Iterator[Any]:
-        decode = self._decoder(copy=True)
+    def _samples(
+        self, payloads: Iterator[tuple[str, str, Any]], copy: bool = True
+    ) -> Iterator[Any]:
+        decode = self._decoder(copy=copy)
         if self.on_error == "raise":
             for shard, key, payload in payloads:
                 yield decode(shard, key, payload)
@@ -433,7 +475,7 @@ class Dataset(Generic[ST]):
         state.pop("_maps", None)  # memory maps are per process
         state.pop("_keymap", None)
         state.pop("_dupkeys", None)
-        for per_process in ("_decoders", "_spans", "_shard_ids"):
+        for per_process in ("_decoders", "_spans", "_shard_ids", "_files"):
             state.pop(per_process, None)  # closures and memory maps, rebuilt on first use
         return state
 
@@ -535,6 +577,7 @@ class Dataset(Generic[ST]):
     ) -> list[Any]:
         """Decode many samples by (shard position, index in shard), through the offset index."""
         decode = self._random_access()[copy]
+        fast = self._fast_decoder(copy)
         spans: dict[int, tuple[str, tuple[str, ...], list[int], list[int], memoryview]]
         spans = self.__dict__.setdefault("_spans", {})
         out = []
@@ -553,8 +596,21 @@ class Dataset(Generic[ST]):
                 spans[pos] = span
             shard, keys, offsets, sizes, view = span
             off = offsets[i]
-            out.append(decode(shard, keys[i], view[off : off + sizes[i]]))
+            payload = view[off : off + sizes[i]]
+            if fast is not None:
+                try:
+                    out.append(fast(payload))
+                    continue
+                except Exception:
+                    pass  # decode again below, for the error that names the shard and key
+            out.append(decode(shard, keys[i], payload))
         return out
+
+    def _fast_decoder(self, copy: bool) -> Callable[[Any], Any] | None:
+        """The hot-path decoder of typed samples without a lens (None otherwise)."""
+        if self._lens is not None or self._read_type is DictSample:
+            return None
+        return _decoder_for(self._read_type).fast(copy)
 
     def _random_access(self) -> dict[bool, Callable[[str, str, Any], Any]]:
         decoders = self.__dict__.get("_decoders")
@@ -577,12 +633,29 @@ class Dataset(Generic[ST]):
             try:
                 mapped = map_file(stream)
                 view = memoryview(mapped if mapped is not None else stream.read())
+                # local files only: a cached remote shard may be evicted once it is closed
+                named = isinstance(getattr(stream, "name", None), str | Path)
+                if mapped is not None and named and local_path(shard) is not None:
+                    st = os.fstat(stream.fileno())
+                    start = np.frombuffer(view, dtype=np.uint8).ctypes.data
+                    path = os.path.abspath(os.fspath(stream.name))
+                    file = (path, st.st_dev, st.st_ino, st.st_size)
+                    files: dict[str, tuple[int, int, tuple[str, int, int, int]]]
+                    files = self.__dict__.setdefault("_files", {})
+                    files[shard] = (start, start + len(view), file)
             finally:
                 stream.close()
             if len(maps) >= 64:
-                maps.pop(next(iter(maps)))
+                evicted = next(iter(maps))
+                maps.pop(evicted)
+                self.__dict__.get("_files", {}).pop(evicted, None)
             maps[shard] = view
         return view
+
+    def _mapped_regions(self) -> dict[str, tuple[int, int, tuple[str, int, int, int]]]:
+        """Shard id -> (start address, end address, (path, device, inode, size)) of each local
+        shard mapped for random access in this process (for cheap DataLoader transfers)."""
+        return self.__dict__.get("_files", {})
 
     # ------------------------------------------------------------------ PyTorch
 

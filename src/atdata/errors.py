@@ -9,6 +9,7 @@ __all__ = [
     "OrphanedDataError",
     "PrivateURLError",
     "PrivateURLWarning",
+    "ResumeStateError",
     "SampleError",
     "SchemaError",
     "ShardError",
@@ -126,3 +127,8 @@ class OrphanedDataError(AtdataError):
         super().__init__(f"{message}; left behind: {shown}")
         self.reason = message
         self.orphaned = orphaned
+
+
+class ResumeStateError(AtdataError, ValueError):
+    """A saved loader state does not fit this dataset, world size or loader: resuming would
+    read the wrong samples."""

@@ -471,8 +471,14 @@ class _Decoder:
                 wire_fields.append((s.name, tp, None))
             else:
                 wire_fields.append((s.name, tp))
+        # gc=False: a freshly decoded wire struct is dropped at once and cannot be part of a
+        # reference cycle, so the garbage collector need not track it (faster to allocate)
         self.wire = msgspec.defstruct(
-            f"{cls.__name__}Wire", wire_fields, kw_only=True, forbid_unknown_fields=True
+            f"{cls.__name__}Wire",
+            wire_fields,
+            kw_only=True,
+            forbid_unknown_fields=True,
+            gc=False,
         )
         self._decode = msgspec.msgpack.Decoder(self.wire).decode
         self.specs = specs

@@ -18,7 +18,7 @@ import numpy as np
 from atdata._tar import iter_members, iter_stream_members, map_file
 from atdata.errors import SampleError
 
-__all__ = ["ShardIndex", "build_index", "index_file"]
+__all__ = ["ShardIndex", "build_index", "cached_index", "index_file", "keep_index"]
 
 _SUFFIX = ".msgpack"
 
@@ -73,6 +73,37 @@ _CACHE_SIZE = 4096
 _CACHE_LOCK = threading.Lock()
 
 
+def _file_key(stream: IO[bytes], shard: str) -> tuple[str, int, int, int] | None:
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return (shard, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def cached_index(stream: IO[bytes], shard: str) -> ShardIndex | None:
+    """The kept index of this unchanged local file, if one was built in this process."""
+    key = _file_key(stream, shard)
+    if key is None:
+        return None
+    with _CACHE_LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+        return found
+
+
+def keep_index(stream: IO[bytes], index: ShardIndex) -> None:
+    """Keep ``index`` for this local file (built by a complete, verified header walk)."""
+    key = _file_key(stream, index.shard)
+    if key is None:
+        return
+    with _CACHE_LOCK:
+        _CACHE[key] = index
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+
+
 def index_file(stream: IO[bytes], shard: str) -> ShardIndex:
     """:func:`build_index` for a shard, reusing the index of an unchanged local file.
 
@@ -80,19 +111,8 @@ def index_file(stream: IO[bytes], shard: str) -> ShardIndex:
     and modification time, so opening the same shards again (a new ``Dataset``
     each epoch, DataLoader workers after a fork) walks no header twice.
     """
-    try:
-        st = os.fstat(stream.fileno())
-    except (AttributeError, OSError, ValueError):
-        return build_index(stream, shard)
-    key = (shard, st.st_ino, st.st_size, st.st_mtime_ns)
-    with _CACHE_LOCK:
-        found = _CACHE.get(key)
-        if found is not None:
-            _CACHE.move_to_end(key)
-            return found
-    found = build_index(stream, shard)
-    with _CACHE_LOCK:
-        _CACHE[key] = found
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    found = cached_index(stream, shard)
+    if found is None:
+        found = build_index(stream, shard)
+        keep_index(stream, found)
     return found

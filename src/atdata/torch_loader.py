@@ -1,13 +1,18 @@
 """PyTorch adapter: an ``IterableDataset`` for DDP ranks and DataLoader workers, with resume.
 
-``ds.to_torch(batch_size=32, shuffle=True)`` gives a :class:`TorchDataset`;
-``.loader(num_workers=2)`` gives a :class:`Loader` (a ``DataLoader``) whose
-``state_dict()`` / ``load_state_dict()`` resume mid-epoch at the next unseen
-sample. Items are dicts: array fields as tensors of shape ``(B, ...)``,
-numeric fields as tensors, other fields as lists (one sample per item when
-``batch_size`` is None). The epoch plan is :class:`atdata.distributed.EpochPlan`.
+``ds.to_torch(batch_size=32, shuffle=True)`` gives a :class:`TorchDataset`. It is
+``Stateful`` in torchdata's protocol (``state_dict()`` / ``load_state_dict()``), so
+``torchdata.stateful_dataloader.StatefulDataLoader`` resumes it mid-epoch at the next
+unseen sample, with or without workers, reading nothing twice. ``.loader(num_workers=2)``
+gives a :class:`Loader` (a plain ``DataLoader``) with a per-rank state that needs no
+torchdata and can resume with another number of workers. Items are dicts: array fields
+as tensors of shape ``(B, ...)``, numeric fields as tensors, other fields as lists (one
+sample per item when ``batch_size`` is None). The epoch plan is
+:class:`atdata.distributed.EpochPlan`.
 
->>> # loader = ds.to_torch(batch_size=32, shuffle=True, seed=0).loader(num_workers=2)
+>>> # from torchdata.stateful_dataloader import StatefulDataLoader
+>>> # loader = StatefulDataLoader(ds.to_torch(batch_size=32, shuffle=True), batch_size=None,
+>>> #                             num_workers=2, persistent_workers=True)
 >>> # for epoch in range(3):
 >>> #     for batch in loader: ...
 >>> #     torch.save(loader.state_dict(), "loader.pt")   # any time, also mid-epoch
@@ -16,19 +21,24 @@ numeric fields as tensors, other fields as lists (one sample per item when
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from atdata._torch_transfer import pack_batch, pack_sample
 from atdata.batch import SampleBatch
 from atdata.distributed import EpochPlan, fingerprint
+from atdata.errors import ResumeStateError
+from atdata.sample import fields_of, is_packable
 
 __all__ = ["Loader", "TorchDataset"]
 
-STATE_VERSION = 1
+STATE_VERSION = 1  # the Loader's state (rank level)
+DATASET_STATE_VERSION = 2  # TorchDataset.state_dict (one worker's progress)
+_RUN_KEYS = ("world_size", "rank", "seed", "shuffle", "drop_last", "batch_size", "block_shards")
 
 
 def _world() -> tuple[int, int]:
@@ -42,8 +52,14 @@ def _to_torch(fields: dict[str, Any], batched: bool) -> dict[str, Any]:
     for name, value in fields.items():
         if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
             out[name] = torch.from_numpy(value if value.flags.writeable else value.copy())
-        elif batched and value and all(isinstance(v, bool | int | float) for v in value):
-            out[name] = torch.tensor(value)
+        elif batched and value:
+            kinds = {type(v) for v in value}
+            if kinds == {int}:  # what torch.tensor makes of ints, without its per-item walk
+                out[name] = torch.from_numpy(np.array(value, dtype=np.int64))
+            elif kinds <= {bool, int, float}:
+                out[name] = torch.tensor(value)
+            else:
+                out[name] = value
         else:
             out[name] = value
     return out
@@ -56,9 +72,15 @@ def _identity(item: Any) -> Any:
 class TorchDataset(IterableDataset):  # type: ignore[type-arg]
     """Reads one rank's share of an epoch, split across DataLoader workers.
 
-    Use ``batch_size=None`` in a plain ``DataLoader`` (batching happens here),
-    or :meth:`loader`. Call :meth:`set_epoch` before each epoch when you use
-    a plain ``DataLoader`` without persistent workers.
+    Use ``batch_size=None`` in the ``DataLoader`` (batching happens here), or
+    :meth:`loader`. With a plain ``DataLoader`` or ``StatefulDataLoader`` and
+    workers that are not persistent, call :meth:`set_epoch` before each epoch
+    (without workers, or with persistent ones, epochs advance by themselves).
+
+    ``state_dict()`` / ``load_state_dict()`` follow torchdata's ``Stateful``
+    protocol: the state is where this process (a worker, or the main process
+    without workers) stands in the epoch. A state from another dataset, world
+    size, rank or worker layout raises :class:`~atdata.ResumeStateError`.
     """
 
     def __init__(
@@ -85,6 +107,9 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         self.counts: tuple[int, ...] = dataset.sample_counts()
         self.fingerprint = fingerprint(dataset.list_shards(), self.counts)
         self._epoch_state = (0, 0)  # (epoch, start position) of the next iteration
+        # (epoch, start, chunks read) of the running iteration, or of the next one to resume
+        self._progress: tuple[int, int, int] | None = None
+        self._resume: dict[str, Any] | None = None
         self.plan(0)  # validates rank and world size now
 
     def plan(self, epoch: int) -> EpochPlan:
@@ -103,6 +128,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
     def set_epoch(self, epoch: int) -> None:
         """Start the next iteration at the beginning of ``epoch``."""
         self._epoch_state = (epoch, 0)
+        self._progress = None
 
     @property
     def samples_per_epoch(self) -> int:
@@ -113,27 +139,89 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         n = self.samples_per_epoch
         return n if self.batch_size is None else -(-n // self.batch_size)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        epoch, start = self._epoch_state
+    # ------------------------------------------------------------------ torchdata's Stateful
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where this process stands: the epoch, its start, and the chunks this worker has read."""
+        worker, workers = _worker()
+        if self._resume is not None:
+            return dict(self._resume)
+        epoch, start, done = self._progress or (*self._epoch_state, 0)
+        return {
+            "version": DATASET_STATE_VERSION,
+            "fingerprint": self.fingerprint,
+            **{key: getattr(self, key) for key in _RUN_KEYS},
+            "epoch": epoch,
+            "start": start,
+            "worker": worker,
+            "num_workers": workers,
+            "chunks": done,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from ``state`` at the next iteration (checked against this dataset)."""
+        if state.get("version") != DATASET_STATE_VERSION:
+            raise ResumeStateError(
+                f"unknown atdata TorchDataset state version {state.get('version')!r}"
+            )
+        _check_run(state, self)
+        self._resume = dict(state)
+        self._progress = None
+
+    # ------------------------------------------------------------------ iteration
+
+    def __iter__(self) -> Iterator[Any]:
+        worker, workers = _worker()
+        plan, start, done = self._begin(worker, workers)
+        return self._read(plan, start, done, worker, workers)
+
+    def _begin(self, worker: int, workers: int) -> tuple[EpochPlan, int, int]:
+        """Which iteration to run now: a loaded state, else the next epoch from its start."""
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            epoch, start, done = int(resume["epoch"]), int(resume["start"]), int(resume["chunks"])
+            if done and (resume["worker"], resume["num_workers"]) != (worker, workers):
+                raise ResumeStateError(
+                    f"this state is worker {resume['worker']} of {resume['num_workers']}, "
+                    f"loaded into worker {worker} of {workers}; resume with "
+                    f"num_workers={resume['num_workers'] if resume['num_workers'] > 1 else 0}"
+                )
+        else:
+            (epoch, start), done = self._epoch_state, 0
         self._epoch_state = (epoch + 1, 0)  # persistent workers advance on their own
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        plan = self.plan(epoch)
+        self._progress = (epoch, start, done)
+        return self.plan(epoch), start, done
+
+    def _read(
+        self, plan: EpochPlan, start: int, done: int, worker: int, workers: int
+    ) -> Iterator[Any]:
         chunk = self.batch_size or 1
+        ids = plan.rank_ids()[start:]
+        first = (worker + done * workers) * chunk
+        step = workers * chunk
+        self._announce(plan, [ids[i : i + chunk] for i in range(first, len(ids), step)])
         read = self.dataset.read_samples
         batched = self.batch_size is not None
-        chunks = plan.worker_chunks(worker, workers, chunk, start)
-        self._announce(plan, chunks)
-        for ids in chunks:
-            shards, local = plan.locate(ids)
-            samples = read(shards.tolist(), local.tolist(), copy=not batched)
-            if batched:
-                batch = SampleBatch(samples, self.dataset.sample_type)
-                yield _to_torch(batch.to_dict(), True)
+        in_worker = get_worker_info() is not None
+        sample_type = self.dataset.sample_type
+        epoch = plan.epoch
+        for i in range(first, len(ids), step):
+            shards, local = plan.locate(ids[i : i + chunk])
+            samples = read(shards.tolist(), local.tolist(), copy=not batched and not in_worker)
+            done += 1
+            self._progress = (epoch, start, done)
+            if in_worker:  # cross to the main process as flat buffers, not per-tensor segments
+                regions = self.dataset._mapped_regions().values()
+                spans = {r[0]: r for r in regions}
+                if batched:
+                    yield pack_batch(_gathered(samples), spans)
+                else:
+                    yield pack_sample(_fields(samples[0]), spans)
+            elif batched:
+                yield _to_torch(SampleBatch(samples, sample_type).to_dict(), True)
             else:
-                sample = samples[0]
-                fields = sample.to_dict() if hasattr(sample, "to_dict") else dict(sample.__dict__)
-                yield _to_torch(fields, False)
+                yield _to_torch(_fields(samples[0]), False)
+        self._progress = (epoch + 1, 0, 0)
 
     def _announce(self, plan: EpochPlan, chunks: list[np.ndarray]) -> None:
         """Tell the dataset which shards this worker reads, in order, so remote ones download ahead."""
@@ -149,12 +237,54 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         return Loader(self, **kwargs)
 
 
-class Loader(DataLoader):  # type: ignore[type-arg]
-    """A ``DataLoader`` that knows where it is in the epoch, for checkpoints.
+def _worker() -> tuple[int, int]:
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
 
-    ``state_dict()`` can be taken at any time; ``load_state_dict()`` must be
-    called before iterating (with persistent workers, before the first epoch).
-    A state from another dataset or world size is refused.
+
+def _fields(sample: Any) -> dict[str, Any]:
+    return sample.to_dict() if hasattr(sample, "to_dict") else dict(sample.__dict__)
+
+
+def _gathered(samples: list[Any]) -> dict[str, list[Any]]:
+    """Field name -> the values of every sample, in order (no stacking yet)."""
+    if samples and is_packable(type(samples[0])):
+        names = [spec.name for spec in fields_of(type(samples[0]))]
+        rows = [s.__dict__ for s in samples]
+        return {name: [row[name] for row in rows] for name in names}
+    dicts = [_fields(s) for s in samples]
+    seen: dict[str, None] = {}
+    for row in dicts:
+        seen.update(dict.fromkeys(row))
+    return {name: [row.get(name) for row in dicts] for name in seen}
+
+
+def _check_run(state: Mapping[str, Any], ds: TorchDataset) -> None:
+    """Refuse a state saved for another dataset or another way of splitting it."""
+    if state.get("fingerprint") != ds.fingerprint:
+        raise ResumeStateError(
+            "this loader state belongs to another dataset (shards or sample counts differ); "
+            "resuming would read the wrong samples"
+        )
+    for key in _RUN_KEYS:
+        if key in state and state[key] != getattr(ds, key):
+            raise ResumeStateError(
+                f"this loader state was saved with {key}={state[key]!r}, the dataset has "
+                f"{key}={getattr(ds, key)!r}; the order would differ"
+            )
+
+
+class Loader(DataLoader):  # type: ignore[type-arg]
+    """A ``DataLoader`` that knows where its rank is in the epoch, for checkpoints.
+
+    What it adds over ``StatefulDataLoader``: no torchdata needed; one small
+    state per rank (epoch and position) that resumes with any number of
+    workers (torchdata's state is per worker, so the worker count must match);
+    and epochs advance by themselves with non-persistent workers, without
+    :meth:`TorchDataset.set_epoch`. ``state_dict()`` can be taken at any time;
+    ``load_state_dict()`` must be called before iterating (with persistent
+    workers, before the first epoch). A state from another dataset, world size
+    or rank raises :class:`~atdata.ResumeStateError`.
     """
 
     def __init__(self, dataset: TorchDataset, **kwargs: Any) -> None:
@@ -174,7 +304,7 @@ class Loader(DataLoader):  # type: ignore[type-arg]
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         epoch, start = self._next
         ds: TorchDataset = self.dataset  # type: ignore[assignment]
-        ds._epoch_state = (epoch, start)
+        ds._epoch_state, ds._resume = (epoch, start), None
         self._next = (epoch + 1, 0)
         self._current, self._consumed, self._started = (epoch, start), 0, True
         batched = ds.batch_size is not None
@@ -200,26 +330,17 @@ class Loader(DataLoader):  # type: ignore[type-arg]
             "shuffle": ds.shuffle,
             "drop_last": ds.drop_last,
             "batch_size": ds.batch_size,
+            "block_shards": ds.block_shards,
             "epoch": epoch,
             "position": position,
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state`` at the next iteration."""
         ds: TorchDataset = self.dataset  # type: ignore[assignment]
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"unknown loader state version {state.get('version')!r}")
-        if state["fingerprint"] != ds.fingerprint:
-            raise ValueError(
-                "this loader state belongs to another dataset (shards or sample counts differ); "
-                "resuming would read the wrong samples"
-            )
-        for key in ("world_size", "seed", "shuffle", "drop_last", "batch_size"):
-            if state[key] != getattr(ds, key):
-                raise ValueError(
-                    f"this loader state was saved with {key}={state[key]!r}, the loader has "
-                    f"{key}={getattr(ds, key)!r}; the order would differ"
-                )
+            raise ResumeStateError(f"unknown atdata Loader state version {state.get('version')!r}")
+        _check_run(state, ds)
         if self._started and self.persistent_workers:
             raise RuntimeError("load_state_dict must be called before the persistent workers start")
         self._next = (int(state["epoch"]), int(state["position"]))
