@@ -468,6 +468,16 @@ def test_publish_refusals(cli: Cli, shards: Path, pds_account: dict[str, str]) -
     )  # fmt: skip
     assert "refusing to publish" in signed.stderr and "password" in signed.stderr
     assert "abc123" not in signed.stderr
+    # refused before anything was published: not even the schema record
+    from atdata.atmosphere import AtmosphereClient
+    from atdata.atmosphere.records import SCHEMA_COLLECTION, iter_records
+
+    client = AtmosphereClient(pds_account["pds_url"], plc_url=pds_account["plc_url"])
+    try:
+        client.login(pds_account["handle"], pds_account["password"])
+        assert list(iter_records(client, SCHEMA_COLLECTION)) == []
+    finally:
+        client.close()
 
 
 def test_publish_needs_login(cli: Cli, indexed: LocalIndex) -> None:

@@ -295,16 +295,7 @@ class AtmosphereIndex:
         }
         store = self._data_store
         folder = prefix or name
-        if not isinstance(store, PDSBlobStore):
-            # Every refusal comes before the first byte is copied.
-            planned = self._planned_urls(dataset, folder)
-            if planned is not None:
-                check_publishable(
-                    planned,
-                    endpoint=store_endpoint(store, planned),
-                    require_public=require,
-                    warn=False,
-                )
+        self.check_urls(dataset, name=name, prefix=prefix, require_public_urls=require)
         if schema_ref is None:
             sample_type = getattr(dataset, "sample_type", DictSample)
             if sample_type is DictSample:
@@ -330,6 +321,29 @@ class AtmosphereIndex:
                     store.remove_after(exc, urls)
                 raise
         return AtmosphereIndexEntry.from_record(record)
+
+    def check_urls(
+        self,
+        dataset: Dataset[Any],
+        *,
+        name: str,
+        prefix: str | None = None,
+        require_public_urls: bool | None = None,
+    ) -> None:
+        """Refuse now what :meth:`insert_dataset` would refuse about ``dataset``'s URLs.
+
+        Call it before publishing anything else for the dataset (its schema, say),
+        so a refusal leaves nothing behind. Blob stores publish no URLs: nothing to check.
+        """
+        require = self.require_public_urls if require_public_urls is None else require_public_urls
+        store = self._data_store
+        if isinstance(store, PDSBlobStore):
+            return
+        planned = self._planned_urls(dataset, prefix or name)
+        if planned is not None:
+            check_publishable(
+                planned, endpoint=store_endpoint(store, planned), require_public=require, warn=False
+            )
 
     def _planned_urls(self, dataset: Dataset[Any], prefix: str) -> list[str] | None:
         """The URLs a record will hold, known before copying (None: a store that cannot say)."""

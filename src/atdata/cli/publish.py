@@ -211,6 +211,7 @@ def publish(
     try:
         store = PDSBlobStore(client) if blobs else None
         index = AtmosphereIndex(client, data_store=store, require_public_urls=public_urls_only)
+        index.check_urls(ds, name=name)  # a refusal before the schema record is published
         schema_uri = index.publish_schema(ds.sample_type, version=schema_version)
         total = _total_bytes(ds) if blobs else None
         with (
