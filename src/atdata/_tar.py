@@ -153,7 +153,14 @@ def _first_bad_header(blocks: np.ndarray, offsets: list[int]) -> int | None:
     expected = np.zeros(len(offsets), dtype=np.int64)
     for j in range(8):
         expected = np.where(digit[:, j], expected * 8 + (field[:, j] - 48), expected)
-    for i in np.flatnonzero(sums != expected):
+    # a byte other than a digit, space or NUL, or a gap between digits: the strict parse below
+    # decides, so the file and the stream reader judge every header alike
+    odd = (~digit & (field != 0) & (field != 32)).any(axis=1) | ~digit.any(axis=1)
+    first = digit.argmax(axis=1)[:, None]
+    last = 7 - digit[:, ::-1].argmax(axis=1)[:, None]
+    span = np.arange(8)
+    odd |= (~digit & (span >= first) & (span <= last)).any(axis=1)
+    for i in np.flatnonzero((sums != expected) | odd):
         if not _checksum_ok(rows[i].tobytes()):
             return offsets[i]
     return None
