@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -52,8 +51,6 @@ log = logging.getLogger("atdata.appview")
 
 PAGE_SIZE = 20
 _LIST_LIMIT = 50
-_MAX_LENS_HOPS = 8
-_MAX_READABLE_SCHEMAS = 500
 _MAX_READABLE_LISTINGS = 50
 _HEADERS = {
     "Content-Security-Policy": (
@@ -317,28 +314,9 @@ class _Pages:
             ).rows
         return rows
 
-    def _readable_paths(self, schema: str) -> dict[str, list[str]]:
-        """Schemas whose samples read as ``schema`` through published lenses: the lens path of each."""
-        into: dict[str, list[tuple[str, str]]] = {}
-        for uri, source, target in self.store.lens_edges():
-            if source and target:
-                into.setdefault(target, []).append((uri, source))
-        paths: dict[str, list[str]] = {schema: []}
-        queue = deque([schema])
-        while queue and len(paths) < _MAX_READABLE_SCHEMAS:
-            current = queue.popleft()
-            if len(paths[current]) >= _MAX_LENS_HOPS:
-                continue
-            for lens_uri, source in into.get(current, ()):
-                if source not in paths:
-                    paths[source] = [lens_uri, *paths[current]]
-                    queue.append(source)
-        del paths[schema]
-        return paths
-
     def _readable(self, schema: str) -> list[dict[str, Any]]:
         """The newest datasets of other schemas that reach ``schema`` through lenses."""
-        paths = self._readable_paths(schema)
+        paths = self.store.readable_paths(schema)
         found: list[tuple[dict[str, Any], list[str]]] = []
         # One indexed listing per source schema (an IN list would scan in date order).
         for source in list(paths)[:_MAX_READABLE_LISTINGS]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections import deque
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -21,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from atdata.appview._display import version_key
 from atdata.appview._mirrors import list_mirrors
 from atdata.appview._pages import page_routes
 from atdata.appview._query import BadParam, SearchParams, parse_limit, parse_text_query
@@ -35,8 +34,6 @@ __all__ = ["NSID_PREFIX", "build_app", "query_lexicons"]
 log = logging.getLogger("atdata.appview")
 
 NSID_PREFIX = "ac.foundation.dataset."
-_MAX_LENS_HOPS = 8
-_MAX_READABLE_SCHEMAS = 500
 
 
 class NotFound(Exception):
@@ -117,19 +114,6 @@ def _page(key: str, page: Page) -> dict[str, Any]:
     if page.cursor:
         body["cursor"] = page.cursor
     return body
-
-
-_SEMVER = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(.*)$")
-
-
-def _version_key(version: str) -> tuple[Any, ...]:
-    """Order versions numerically where they look like semver, else as text."""
-    m = _SEMVER.match(version)
-    if not m:
-        return (0, version)
-    nums = tuple(int(g) if g else 0 for g in m.groups()[:3])
-    # A pre-release ("1.0.0-rc1") sorts before its release.
-    return (1, nums, m.group(4) == "", m.group(4))
 
 
 def build_app(view: AppView) -> Starlette:
@@ -215,7 +199,7 @@ def build_app(view: AppView) -> Starlette:
         best = max(
             rows,
             key=lambda r: (
-                _version_key(str(r["record"].get("version", ""))),
+                version_key(str(r["record"].get("version", ""))),
                 r["record"].get("createdAt", ""),
             ),
         )
@@ -240,21 +224,7 @@ def build_app(view: AppView) -> Starlette:
     def find_readable_as(p: _Params) -> dict[str, Any]:
         schema = p.uri("schema", SCHEMA, required=True)
         assert schema is not None
-        # Walk published lenses backwards from the wanted schema: source -> ... -> schema.
-        into: dict[str, list[tuple[str, str]]] = {}
-        for uri, source, target in store.lens_edges():
-            if source and target:
-                into.setdefault(target, []).append((uri, source))
-        paths: dict[str, list[str]] = {schema: []}
-        queue = deque([schema])
-        while queue and len(paths) < _MAX_READABLE_SCHEMAS:
-            current = queue.popleft()
-            if len(paths[current]) >= _MAX_LENS_HOPS:
-                continue
-            for lens_uri, source in into.get(current, ()):
-                if source not in paths:
-                    paths[source] = [lens_uri, *paths[current]]
-                    queue.append(source)
+        paths = store.readable_paths(schema)
         page = store.search(
             SearchParams(
                 schemas=tuple(paths),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -20,6 +21,11 @@ from typing import Any
 from atdata.appview._mirrors import index_mirrors
 from atdata.appview._query import SearchParams, decode_cursor, encode_cursor
 from atdata.errors import AtdataError
+
+MAX_LENS_HOPS = 8
+"""The longest lens chain ``findReadableAs`` and the schema pages follow."""
+MAX_READABLE_SCHEMAS = 500
+"""At most this many schemas are read as one through lenses."""
 
 __all__ = [
     "DATASET",
@@ -160,6 +166,28 @@ class AppViewStore(ABC):
     @abstractmethod
     def lens_edges(self) -> list[tuple[str, str, str]]:
         """Every visible lens as ``(uri, source schema, target schema)``."""
+
+    def readable_paths(self, schema: str) -> dict[str, list[str]]:
+        """Schemas whose samples read as ``schema`` through published lenses, each with its
+        lens path (lens AT-URIs, source first); ``schema`` itself maps to ``[]``.
+
+        A breadth-first walk backwards over :meth:`lens_edges`, bounded in hops and schemas.
+        """
+        into: dict[str, list[tuple[str, str]]] = {}
+        for uri, source, target in self.lens_edges():
+            if source and target:
+                into.setdefault(target, []).append((uri, source))
+        paths: dict[str, list[str]] = {schema: []}
+        queue = deque([schema])
+        while queue and len(paths) < MAX_READABLE_SCHEMAS:
+            current = queue.popleft()
+            if len(paths[current]) >= MAX_LENS_HOPS:
+                continue
+            for lens_uri, source in into.get(current, ()):
+                if source not in paths:
+                    paths[source] = [lens_uri, *paths[current]]
+                    queue.append(source)
+        return paths
 
     @abstractmethod
     def did_for_handle(self, handle: str) -> str | None:
