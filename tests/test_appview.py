@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from atdata.atmosphere import (
     RecordNotFoundError,
 )
 from atdata.stack._base import LocalServer
-from helpers import private_atdata_home  # noqa: F401 - autouse fixture
+from helpers import private_atdata_home, wait_for  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.pds
 
@@ -135,18 +135,6 @@ def publish(fed: Federation, acc: Account, name: str, **kw: Any) -> tuple[str, l
         atdata.Dataset[Reading](path), name=name, schema_ref=schema, **kw
     )
     return entry.uri, samples
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll until ``check`` returns a truthy value (eventual consistency, not a speed check)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 class View:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -35,7 +34,7 @@ from atdata.atmosphere import (
     PDSBlobStore,
 )
 from atdata.stack._base import LocalServer
-from helpers import private_atdata_home  # noqa: F401 - autouse fixture
+from helpers import private_atdata_home, wait_for  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.pds
 
@@ -67,18 +66,6 @@ class ProbeLabel:
     """Only the label."""
 
     label: int
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll until ``check`` returns a truthy value (eventual consistency, not a speed check)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

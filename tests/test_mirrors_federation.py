@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from atdata.atmosphere.mirrors import (
 from atdata.atmosphere.records import DATASET_COLLECTION, fetch_record
 from atdata.local import S3DataStore
 from atdata.stack._base import LocalServer
-from helpers import private_atdata_home  # noqa: F401 - autouse fixture
+from helpers import private_atdata_home, wait_for  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.pds
 
@@ -76,18 +75,6 @@ class Fed:
         self.clients.append(client)
         self.logins[client.did] = (handle, password)
         return client
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    """Poll until ``check`` is truthy (eventual consistency, not a speed check)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 def write_shards(root: Path, count: int, per: int, start: int = 0) -> list[Path]:
