@@ -173,3 +173,29 @@ def test_the_publish_hint_for_a_private_url_leaves_out_copy_to() -> None:
     assert "--copy-to" not in publish and "--copy-to" in promote
     assert "--copy-to" not in (explain(PrivateURLError("x"), publish)[1] or "")
     assert "--copy-to" in (explain(PrivateURLError("x"), promote)[1] or "")
+
+
+def test_every_public_error_class_derives_from_atdata_error() -> None:
+    """One error tree: ``except atdata.AtdataError`` catches every deliberate error."""
+    import importlib
+    import pkgutil
+
+    import atdata
+    from atdata.errors import AtdataError
+
+    outside = []
+    for info in pkgutil.walk_packages(atdata.__path__, "atdata."):
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue  # private modules: their errors never reach users as such
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, Exception)
+                and not issubclass(obj, Warning)
+                and obj.__module__ == module.__name__
+                and not name.startswith("_")
+                and not issubclass(obj, AtdataError)
+            ):
+                outside.append(f"{module.__name__}.{name}")
+    assert outside == []

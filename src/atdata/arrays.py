@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from atdata.errors import AtdataError
+
 __all__ = [
     "MAX_HEADER_SIZE",
     "NPY_MAGIC",
@@ -44,7 +46,7 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 
-class UnsafeArrayError(ValueError):
+class UnsafeArrayError(AtdataError, ValueError):
     """An array holds Python objects: storing or loading it would mean pickling."""
 
 

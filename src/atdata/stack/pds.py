@@ -49,6 +49,7 @@ from pathlib import Path
 
 import httpx
 
+from atdata.errors import AtdataError
 from atdata.stack._base import LocalServer, free_port, wait_until
 
 __all__ = [
@@ -81,7 +82,7 @@ _NODE_PACKAGES = {
 _NPM_FLAGS = ["--no-audit", "--no-fund", "--loglevel=error"]
 
 
-class PDSNotInstalledError(RuntimeError):
+class PDSNotInstalledError(AtdataError, RuntimeError):
     """The local PDS has not been installed yet (run ``python -m atdata.stack.pds install``)."""
 
 
