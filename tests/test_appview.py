@@ -668,10 +668,11 @@ def test_appview_on_postgres_follows_and_searches(
 def test_unreachable_identity_is_retried_and_unknown_identity_dropped(
     fed: Federation, tmp_path: Path
 ) -> None:
+    from atdata.appview import open_store
     from atdata.appview._identity import Identities
     from atdata.appview._ingest import HostFollower, Ingester, RetryLater
     from atdata.appview._store import Account as StoredAccount
-    from atdata.appview._store import Changes, open_store
+    from atdata.appview._store import Changes
     from atdata.stack._base import free_port
 
     acc = fed.account(fed.a)

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from atdata.appview import open_store
 from atdata.appview._mirrors import list_mirrors
-from atdata.appview._store import DATASET, Account, Changes, RecordRow, SqlStore, open_store
+from atdata.appview._store import DATASET, Account, Changes, RecordRow, SqlStore
 from atdata.atmosphere.mirrors import MIRROR_COLLECTION
 
 DID_A = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from atdata.appview import open_store
 from atdata.appview._query import BadParam, SearchParams, parse_text_query
 from atdata.appview._store import (
     DATASET,
@@ -23,7 +24,6 @@ from atdata.appview._store import (
     Changes,
     RecordRow,
     StoreError,
-    open_store,
 )
 
 DID_A = "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa"

@@ -16,11 +16,12 @@ Needs the ``appview`` extra: ``pip install 'atdata[appview]'``. Run one with
 Clients use :class:`atdata.atmosphere.AppViewClient`.
 """
 
+from atdata.appview._open import open_store
 from atdata.appview._query import BadParam
 from atdata.appview._repo import RepoVerificationError
 from atdata.appview._server import query_lexicons
 from atdata.appview._service import AppView, default_db_url, serve
-from atdata.appview._store import AppViewStore, StoreError, open_store
+from atdata.appview._store import AppViewStore, StoreError
 
 __all__ = [
     "AppView",

@@ -12,12 +12,13 @@ Each event is applied in one transaction together with the host's cursor.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -26,6 +27,7 @@ import httpx
 
 from atdata.appview._identity import Identities, Identity
 from atdata.appview._repo import (
+    MAX_CAR_BYTES,
     Blocks,
     Commit,
     RepoVerificationError,
@@ -251,8 +253,6 @@ class Ingester:
 
     def list_repos(self, host: str) -> Iterator[dict[str, Any]]:
         """Every repository a host lists (``com.atproto.sync.listRepos``, paged)."""
-        import json
-
         cursor = None
         for _ in range(100_000):
             params: dict[str, Any] = {"limit": _PAGE}
@@ -273,8 +273,6 @@ class Ingester:
         self, host: str, did: str, *, active: bool = True, status: str | None = None
     ) -> int:
         """Replace ``did``'s records with its current, verified repository; returns the record count."""
-        from atdata.appview._repo import MAX_CAR_BYTES
-
         ident = self.identity(did)
         if ident is None:
             return 0
@@ -388,9 +386,7 @@ def _event_time(body: dict[str, Any]) -> float | None:
 class HostFollower:
     """One host's firehose, in a thread: reconnects with backoff, backfills on first sight."""
 
-    def __init__(
-        self, ingester: Ingester, host: str, *, on_event: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, ingester: Ingester, host: str) -> None:
         self.ingester = ingester
         self.host = host.rstrip("/")
         self.stop_event = threading.Event()
@@ -398,7 +394,6 @@ class HostFollower:
         self.connected = False
         self.last_event: float | None = None
         self.lag: float | None = None
-        self.on_event = on_event
         self._thread = threading.Thread(target=self._run, name=f"appview-{self.host}", daemon=True)
         self._backfill: threading.Thread | None = None
         self._resyncs: list[threading.Thread] = []
@@ -473,7 +468,7 @@ class HostFollower:
 
     def _frame(self, data: bytes | str) -> bool:
         """Handle one frame; True asks for a reconnect."""
-        from atproto_subscription.frames import Frame
+        from atproto_subscription.frames import ErrorFrame, Frame
 
         ing = self.ingester
         try:
@@ -483,7 +478,7 @@ class HostFollower:
         except Exception as exc:  # the SDK raises assorted decode errors for garbage
             ing.count("bad_frames", f"{self.host}: undecodable frame ({type(exc).__name__})")
             return False
-        if frame.is_error:
+        if isinstance(frame, ErrorFrame):
             ing.count("error_frames", f"{self.host}: {frame.body.error}: {frame.body.message}")
             return True
         body, kind = frame.body, frame.type
@@ -521,8 +516,6 @@ class HostFollower:
         self.last_event = time.time()
         when = _event_time(body)
         self.lag = None if when is None else max(0.0, self.last_event - when)
-        if self.on_event is not None:
-            self.on_event()
         return False
 
     def _changes(self, kind: str | None, body: dict[str, Any]) -> Changes | None:

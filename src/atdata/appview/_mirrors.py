@@ -1,12 +1,13 @@
 """Mirror records in the AppView: which copies of a dataset are valid, and is the original current.
 
-A mirror record (``ac.foundation.dataset.mirror``) is indexed like any record; this
-module keeps a side table ``mirrors`` (migration 3) with its subject and whether it
-was verified: its SHA-256 digests equal those of the original record at the CID it
-pins (checked when either record arrives, in the same transaction). Mirrors whose
-digests differ are never listed. ``listMirrors`` answers the verified mirrors of a
-dataset with an ``originalStatus``: ``current`` (the original still has the pinned
-CID), ``changed`` (it was updated since) or ``deleted``.
+A mirror record (``ac.foundation.dataset.mirror``) is indexed like any record; the
+store keeps a side table ``mirrors`` (:data:`MIGRATION`, migration 3) with its
+subject and this module's :func:`verdict`: its SHA-256 digests equal those of the
+original record at the CID it pins (checked when either record arrives, in the same
+transaction). Mirrors whose digests differ are never listed. :func:`list_mirrors`
+answers the verified mirrors of a dataset with an ``originalStatus``: ``current``
+(the original still has the pinned CID), ``changed`` (it was updated since) or
+``deleted``.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from atdata.atmosphere.mirrors import MIRROR_COLLECTION, MirrorError, check_mirror
-from atdata.atmosphere.records import DATASET_COLLECTION, Record
+from atdata.atmosphere.mirrors import MirrorError, check_mirror
+from atdata.atmosphere.records import Record
 
 if TYPE_CHECKING:
-    from atdata.appview._store import Changes, SqlStore
+    from atdata.appview._store import AppViewStore
 
-__all__ = ["MIGRATION", "index_mirrors", "list_mirrors"]
+__all__ = ["INVALID", "MIGRATION", "UNVERIFIED", "VALID", "list_mirrors", "verdict"]
 
 log = logging.getLogger("atdata.appview")
 
@@ -34,9 +35,10 @@ MIGRATION = """CREATE TABLE mirrors (
 CREATE INDEX mirrors_subject ON mirrors (subject_uri, verified)"""
 
 UNVERIFIED, VALID, INVALID = 0, 1, -1
+"""The ``verified`` column: not checked yet (the original is absent), digests equal, digests differ."""
 
 
-def _verdict(
+def verdict(
     original: tuple[str, str] | None, subject: str, mirror: dict[str, Any], uri: str
 ) -> int:
     """``VALID`` / ``INVALID`` against the original ``(cid, record JSON)``; ``UNVERIFIED`` if absent."""
@@ -56,67 +58,14 @@ def _verdict(
     return VALID
 
 
-def index_mirrors(store: SqlStore, cur: Any, changes: Changes) -> None:
-    """Record the subject of upserted mirrors and verify them (and mirrors waiting for an original)."""
-    sql = store._sql
-    for row in changes.upserts:
-        if row.collection == MIRROR_COLLECTION:
-            subject = row.record.get("subject") or {}
-            s_uri, s_cid = str(subject.get("uri", "")), str(subject.get("cid", ""))
-            cur.execute(sql("SELECT cid, record FROM records WHERE uri = ?"), (s_uri,))
-            found = cur.fetchone()
-            verdict = _verdict(
-                (found[0], found[1]) if found and found[0] == s_cid else None,
-                s_uri,
-                row.record,
-                row.uri,
-            )
-            cur.execute(
-                sql(
-                    "INSERT INTO mirrors (uri, subject_uri, subject_cid, verified) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (uri) DO UPDATE SET subject_uri = excluded.subject_uri, "
-                    "subject_cid = excluded.subject_cid, verified = excluded.verified"
-                ),
-                (row.uri, s_uri, s_cid, verdict),
-            )
-        elif row.collection == DATASET_COLLECTION:
-            cur.execute(
-                sql(
-                    "SELECT m.uri, r.record FROM mirrors m JOIN records r ON r.uri = m.uri "
-                    "WHERE m.subject_uri = ? AND m.subject_cid = ? AND m.verified = ?"
-                ),
-                (row.uri, row.cid, UNVERIFIED),
-            )
-            original = (row.cid, json.dumps(row.record))
-            for m_uri, text in cur.fetchall():
-                verdict = _verdict(original, row.uri, json.loads(text), m_uri)
-                cur.execute(sql("UPDATE mirrors SET verified = ? WHERE uri = ?"), (verdict, m_uri))
-
-
-def list_mirrors(store: SqlStore, uri: str, limit: int, cursor: str | None) -> dict[str, Any]:
-    """The verified mirrors of the dataset ``uri``, each with its ``originalStatus``."""
+def list_mirrors(store: AppViewStore, uri: str, limit: int, cursor: str | None) -> dict[str, Any]:
+    """The ``listMirrors`` answer: the verified mirrors of the dataset ``uri``, each with its
+    ``originalStatus``, and the cursor of the next page when there is one."""
     current = store.get_record(uri)
-    args: list[Any] = [uri, VALID]
-    where = "m.subject_uri = ? AND m.verified = ?"
-    if cursor:
-        where += " AND r.uri > ?"
-        args.append(cursor)
-    with store._transaction(write=False) as cur:
-        cur.execute(
-            store._sql(
-                "SELECT r.uri, r.cid, r.did, a.handle, r.record, r.created_at, r.indexed_at, "
-                "m.subject_cid FROM mirrors m JOIN records r ON r.uri = m.uri "
-                f"JOIN accounts a ON a.did = r.did AND a.active = 1 WHERE {where} "
-                "ORDER BY r.uri LIMIT ?"
-            ),
-            [*args, limit + 1],
-        )
-        rows = cur.fetchall()
-    more = len(rows) > limit
+    page = store.mirrors(uri, limit=limit, cursor=cursor)
     out = []
-    for raw in rows[:limit]:
-        row = store._row(raw)
-        pinned = raw[7]
+    for row in page.rows:
+        pinned = row["pinned"]
         status = (
             "deleted" if current is None else ("current" if current["cid"] == pinned else "changed")
         )
@@ -130,6 +79,6 @@ def list_mirrors(store: SqlStore, uri: str, limit: int, cursor: str | None) -> d
         )
         out.append(item)
     body: dict[str, Any] = {"mirrors": out}
-    if more:
-        body["cursor"] = out[-1]["uri"]
+    if page.cursor:
+        body["cursor"] = page.cursor
     return body

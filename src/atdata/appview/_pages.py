@@ -236,9 +236,8 @@ class _Pages:
     def _base(self, request: Request) -> str:
         return (self.view.public_url or f"{request.url.scheme}://{request.url.netloc}").rstrip("/")
 
-    def _render(
-        self, request: Request, template: str, status: int = 200, **context: Any
-    ) -> HTMLResponse:
+    def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        """``template`` rendered with ``context``, sent with the security headers."""
         context.setdefault("q", "")
         context.setdefault("title", "")
         html = _templates().get_template(template).render(**context)
@@ -332,8 +331,8 @@ class _Pages:
 
     def home(self, request: Request) -> Response:
         recent = self.store.search(SearchParams(limit=PAGE_SIZE))
-        return self._render(
-            request, "home.html", title="Datasets", datasets=[_summary(r) for r in recent.rows]
+        return self.render(
+            "home.html", title="Datasets", datasets=[_summary(r) for r in recent.rows]
         )
 
     def search(self, request: Request) -> Response:
@@ -369,8 +368,7 @@ class _Pages:
         next_href = None
         if page.cursor:
             next_href = "/search?" + urlencode({**params, "cursor": page.cursor}, doseq=True)
-        return self._render(
-            request,
+        return self.render(
             "search.html",
             title=f"Search: {q}" if q else "Search",
             q=q,
@@ -400,8 +398,7 @@ class _Pages:
         schema_uri = schema["uri"] if schema else None
         lenses = self._lens_display(ctx.lenses)
         name = _text(rec.get("name"), 200)
-        return self._render(
-            request,
+        return self.render(
             "dataset.html",
             title=name,
             name=name,
@@ -449,8 +446,7 @@ class _Pages:
         using = self.store.search(SearchParams(schema=uri, limit=PAGE_SIZE))
         readable = self._readable(uri)
         lenses = self._lens_display(self._lens_rows(uri))
-        return self._render(
-            request,
+        return self.render(
             "schema.html",
             title=f"{name}@{_text(rec.get('version'), 100)}",
             schema=_schema_link(row),
@@ -476,8 +472,7 @@ class _Pages:
         schemas = self.store.list_records(SCHEMA, repo=did, limit=_LIST_LIMIT, cursor=None)
         lenses = self.store.list_records(LENS, repo=did, limit=_LIST_LIMIT, cursor=None)
         here = "/publisher/" + quote(handle or did, safe=":")
-        return self._render(
-            request,
+        return self.render(
             "publisher.html",
             title=handle or did,
             did=did,
@@ -527,8 +522,7 @@ def page_routes(view: AppView) -> list[BaseRoute]:
             except StoreError:
                 log.exception("store error answering %s", request.url.path)
                 status, message = 503, "the index is unavailable"
-            return pages._render(
-                request,
+            return pages.render(
                 "error.html",
                 status=status,
                 title=f"Error {status}",
@@ -558,9 +552,9 @@ _MIRROR_STATUS = {
 
 def _mirror(row: Mapping[str, Any]) -> dict[str, Any]:
     """A verified mirror as the dataset page shows it: holder, record, storage, status."""
-    storage = row.get("storage") if isinstance(row.get("storage"), Mapping) else {}
-    blobs = isinstance(storage.get("blobs"), list)
-    subject = row.get("subject") if isinstance(row.get("subject"), Mapping) else {}
+    storage, subject = row.get("storage"), row.get("subject")
+    blobs = isinstance(storage, Mapping) and isinstance(storage.get("blobs"), list)
+    pinned = subject.get("cid") if isinstance(subject, Mapping) else None
     sha256 = row.get("sha256")
     return {
         "holder": _publisher(row),
@@ -569,5 +563,5 @@ def _mirror(row: Mapping[str, Any]) -> dict[str, Any]:
         "shards": len(sha256) if isinstance(sha256, list) else 0,
         "created": _text(row.get("createdAt"), 40),
         "status": _MIRROR_STATUS.get(str(row.get("originalStatus")), "unknown"),
-        "pinned": _text(subject.get("cid"), 200),
+        "pinned": _text(pinned, 200),
     }

@@ -75,15 +75,6 @@ def cid_str(cid: bytes) -> str:
     return libipld.encode_cid(cid)
 
 
-def _cid_bytes(text: str) -> bytes:
-    parsed = libipld.decode_cid(text)
-    digest = parsed["hash"]
-    return (
-        bytes([parsed["version"], parsed["codec"], digest["code"], digest["size"]])
-        + digest["digest"]
-    )
-
-
 def _check_hash(cid: bytes, raw: bytes, where: str) -> None:
     # CIDv1 with single-byte varints: version 0x01, codec, sha2-256 (0x12), length 32.
     if len(cid) != 36 or cid[2] != _SHA256 or cid[3] != 32 or cid[1] not in (_DAG_CBOR, _RAW):

@@ -158,7 +158,7 @@ def build_app(view: AppView) -> Starlette:
 
     def get_dataset(p: _Params) -> dict[str, Any]:
         body = get_record(p, DATASET)
-        body["mirrors"] = list_mirrors(store, body["uri"], 100, None)["mirrors"]  # type: ignore[arg-type]
+        body["mirrors"] = list_mirrors(store, body["uri"], 100, None)["mirrors"]
         return body
 
     def list_of(collection: str, key: str) -> Callable[[_Params], dict[str, Any]]:
@@ -245,7 +245,7 @@ def build_app(view: AppView) -> Starlette:
         "searchDatasets": search_datasets,
         "getDataset": get_dataset,
         "listMirrors": lambda p: list_mirrors(
-            store,  # type: ignore[arg-type]
+            store,
             str(p.uri("uri", DATASET, required=True)),
             parse_limit(p.one("limit")),
             p.one("cursor", max_len=600),

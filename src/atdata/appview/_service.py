@@ -10,9 +10,14 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from starlette.applications import Starlette
+
+from atdata import __version__
 from atdata.appview._identity import Identities
 from atdata.appview._ingest import HostFollower, Ingester
-from atdata.appview._store import AppViewStore, open_store
+from atdata.appview._open import open_store
+from atdata.appview._server import build_app
+from atdata.appview._store import AppViewStore
 
 __all__ = ["AppView", "default_db_url", "serve"]
 
@@ -28,13 +33,26 @@ def default_db_url() -> str:
 class AppView:
     """Follow ``hosts`` into ``store`` and answer queries (see :attr:`app`).
 
-    The web pages (``atdata.appview._pages``) are served next to the XRPC queries.
+    The web pages are served next to the XRPC queries. Run it with
+    ``uvicorn.run(view.app, host="127.0.0.1", port=2590)`` (or :func:`serve`); the
+    application's lifespan starts and stops the followers.
 
-    Example::
-
-        view = AppView(["https://bsky.network"], "sqlite:////srv/appview.db")
-        uvicorn.run(view.app, host="127.0.0.1", port=2590)
+    >>> import tempfile
+    >>> from starlette.testclient import TestClient
+    >>> view = AppView(["http://127.0.0.1:2583"], f"sqlite:///{tempfile.mkdtemp()}/appview.db")
+    >>> TestClient(view.app).get("/xrpc/ac.foundation.dataset.searchDatasets?q=cats").json()
+    {'datasets': []}
+    >>> view.store.close()
     """
+
+    store: AppViewStore
+    identities: Identities
+    ingester: Ingester
+    followers: list[HostFollower]
+    service_did: str | None
+    public_url: str | None
+    version: str
+    started: float
 
     def __init__(
         self,
@@ -45,8 +63,6 @@ class AppView:
         service_did: str | None = None,
         public_url: str | None = None,
     ) -> None:
-        from atdata import __version__
-
         self.store = (
             open_store(store or default_db_url()) if not isinstance(store, AppViewStore) else store
         )
@@ -57,14 +73,12 @@ class AppView:
         self.public_url = public_url
         self.version = __version__
         self.started = time.time()
-        self._app: Any = None
+        self._app: Starlette | None = None
 
     @property
-    def app(self) -> Any:
+    def app(self) -> Starlette:
         """The ASGI application (Starlette); its lifespan starts and stops the followers."""
         if self._app is None:
-            from atdata.appview._server import build_app
-
             self._app = build_app(self)
         return self._app
 

@@ -13,13 +13,14 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
-from atdata.appview._mirrors import index_mirrors
+from atdata.appview._mirrors import UNVERIFIED, VALID, verdict
 from atdata.appview._query import SearchParams, decode_cursor, encode_cursor
+from atdata.atmosphere.mirrors import MIRROR_COLLECTION
 from atdata.errors import AtdataError
 
 MAX_LENS_HOPS = 8
@@ -38,7 +39,6 @@ __all__ = [
     "RecordRow",
     "SqlStore",
     "StoreError",
-    "open_store",
 ]
 
 DATASET = "ac.foundation.dataset.record"
@@ -162,6 +162,11 @@ class AppViewStore(ABC):
         where: Sequence[tuple[str, str]] = (),
     ) -> Page:
         """Records of ``collection``, newest first, optionally filtered by column equality."""
+
+    @abstractmethod
+    def mirrors(self, uri: str, *, limit: int, cursor: str | None) -> Page:
+        """The verified mirrors of the dataset ``uri`` by AT-URI, rows as :meth:`get_record`'s
+        plus ``pinned``, the CID of the original each one copies."""
 
     @abstractmethod
     def lens_edges(self) -> list[tuple[str, str, str]]:
@@ -344,7 +349,7 @@ class SqlStore(AppViewStore):
                     ),
                     (host, seq, time.time()),
                 )
-            index_mirrors(self, cur, changes)
+            self._index_mirrors(cur, changes)
             if changes.backfilled is not None:
                 cur.execute(
                     sql(
@@ -361,6 +366,44 @@ class SqlStore(AppViewStore):
         params = [(u,) for u in uris]
         cur.executemany(self._sql("DELETE FROM record_tags WHERE uri = ?"), params)
         cur.executemany(self._sql("DELETE FROM records WHERE uri = ?"), params)
+
+    def _index_mirrors(self, cur: Any, changes: Changes) -> None:
+        """Record the subject of upserted mirrors and verify them (and mirrors waiting for an original)."""
+        sql = self._sql
+        for row in changes.upserts:
+            if row.collection == MIRROR_COLLECTION:
+                subject = row.record.get("subject") or {}
+                s_uri, s_cid = str(subject.get("uri", "")), str(subject.get("cid", ""))
+                cur.execute(sql("SELECT cid, record FROM records WHERE uri = ?"), (s_uri,))
+                found = cur.fetchone()
+                checked = verdict(
+                    (found[0], found[1]) if found and found[0] == s_cid else None,
+                    s_uri,
+                    row.record,
+                    row.uri,
+                )
+                cur.execute(
+                    sql(
+                        "INSERT INTO mirrors (uri, subject_uri, subject_cid, verified) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (uri) DO UPDATE SET subject_uri = excluded.subject_uri, "
+                        "subject_cid = excluded.subject_cid, verified = excluded.verified"
+                    ),
+                    (row.uri, s_uri, s_cid, checked),
+                )
+            elif row.collection == DATASET:
+                cur.execute(
+                    sql(
+                        "SELECT m.uri, r.record FROM mirrors m JOIN records r ON r.uri = m.uri "
+                        "WHERE m.subject_uri = ? AND m.subject_cid = ? AND m.verified = ?"
+                    ),
+                    (row.uri, row.cid, UNVERIFIED),
+                )
+                original = (row.cid, json.dumps(row.record))
+                for m_uri, text in cur.fetchall():
+                    checked = verdict(original, row.uri, json.loads(text), m_uri)
+                    cur.execute(
+                        sql("UPDATE mirrors SET verified = ? WHERE uri = ?"), (checked, m_uri)
+                    )
 
     def account(self, did: str) -> Account | None:
         with self._transaction(write=False) as cur:
@@ -404,6 +447,29 @@ class SqlStore(AppViewStore):
             cur.execute(self._sql(f"SELECT {self._ROW} WHERE r.uri = ?"), (uri,))
             row = cur.fetchone()
         return self._row(row) if row else None
+
+    def mirrors(self, uri: str, *, limit: int, cursor: str | None) -> Page:
+        args: list[Any] = [uri, VALID]
+        where = "m.subject_uri = ? AND m.verified = ?"
+        if cursor:
+            where += " AND r.uri > ?"
+            args.append(cursor)
+        with self._transaction(write=False) as cur:
+            cur.execute(
+                self._sql(
+                    "SELECT r.uri, r.cid, r.did, a.handle, r.record, r.created_at, r.indexed_at, "
+                    "m.subject_cid FROM mirrors m JOIN records r ON r.uri = m.uri "
+                    f"JOIN accounts a ON a.did = r.did AND a.active = 1 WHERE {where} "
+                    "ORDER BY r.uri LIMIT ?"
+                ),
+                [*args, limit + 1],
+            )
+            rows = cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(
+            [{**self._row(raw), "pinned": raw[7]} for raw in rows], rows[-1][0] if more else None
+        )
 
     def _filters(self, params: SearchParams, *, skip_tags: int = 0) -> tuple[str, list[Any]]:
         clauses = ["r.collection = ?"]
@@ -523,25 +589,3 @@ class SqlStore(AppViewStore):
             cur.execute("SELECT COUNT(*) FROM accounts")
             out["accounts"] = int(cur.fetchone()[0])
         return out
-
-    def iter_uris(self, did: str) -> Iterator[str]:
-        """URIs of every stored record of ``did`` (visible or not)."""
-        with self._transaction(write=False) as cur:
-            cur.execute(self._sql("SELECT uri FROM records WHERE did = ? ORDER BY uri"), (did,))
-            rows = cur.fetchall()
-        yield from (r[0] for r in rows)
-
-
-def open_store(url: str) -> AppViewStore:
-    """A store for ``sqlite:////absolute/path.db`` or ``postgresql://...``."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from atdata.appview._postgres import PostgresStore
-
-        return PostgresStore(url)
-    if url.startswith("sqlite:///"):
-        from atdata.appview._sqlite import SqliteStore
-
-        return SqliteStore(url[len("sqlite:///") :])
-    raise StoreError(
-        f"unsupported --db {url.split('://')[0]!r}: use sqlite:////absolute/path.db or postgresql://..."
-    )

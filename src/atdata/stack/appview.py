@@ -1,7 +1,13 @@
 """Start an AppView (``atdata appview serve``) as a background process on a loopback port.
 
->>> # with start_appview([pds.url], plc_url=pds.env["PLC_URL"]) as view:
->>> #     print(view.url)         # http://127.0.0.1:<port>, also view.env["ATDATA_APPVIEW_URL"]
+Give it the URL of a PDS or relay to follow (``start_appview([pds.url], plc_url=...)``);
+here it follows a host that is down, so its index stays empty:
+
+>>> with start_appview(["http://127.0.0.1:9"]) as view:
+...     view.env["ATDATA_APPVIEW_URL"] == view.url
+...     httpx.get(view.url + "/health", trust_env=False).json()["status"]
+True
+'ok'
 """
 
 from __future__ import annotations
