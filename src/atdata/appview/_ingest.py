@@ -109,11 +109,19 @@ def to_json_form(value: Any, *, blob: bool = False) -> Any:
 class Ingester:
     """Verifies repository data and writes it to the store; shared by every host follower."""
 
+    store: AppViewStore
+    identities: Identities
+    collections: frozenset[str]
+    """The collections kept (:func:`indexed_collections`)."""
+    counters: Counter[str]
+    """Dropped items by reason."""
+    http: httpx.Client
+
     def __init__(self, store: AppViewStore, identities: Identities) -> None:
         self.store = store
         self.identities = identities
         self.collections = indexed_collections()
-        self.counters: Counter[str] = Counter()
+        self.counters = Counter()
         self._write = threading.Lock()
         self.http = httpx.Client(timeout=60.0, follow_redirects=True)
 
@@ -386,14 +394,25 @@ def _event_time(body: dict[str, Any]) -> float | None:
 class HostFollower:
     """One host's firehose, in a thread: reconnects with backoff, backfills on first sight."""
 
+    ingester: Ingester
+    host: str
+    stop_event: threading.Event
+    counters: Counter[str]
+    """Events applied, disconnects, retries and errors."""
+    connected: bool
+    last_event: float | None
+    """When the last event was applied (Unix time)."""
+    lag: float | None
+    """Seconds between the last event's ``time`` and its application."""
+
     def __init__(self, ingester: Ingester, host: str) -> None:
         self.ingester = ingester
         self.host = host.rstrip("/")
         self.stop_event = threading.Event()
-        self.counters: Counter[str] = Counter()
+        self.counters = Counter()
         self.connected = False
-        self.last_event: float | None = None
-        self.lag: float | None = None
+        self.last_event = None
+        self.lag = None
         self._thread = threading.Thread(target=self._run, name=f"appview-{self.host}", daemon=True)
         self._backfill: threading.Thread | None = None
         self._resyncs: list[threading.Thread] = []
