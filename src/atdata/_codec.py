@@ -130,7 +130,7 @@ def encode_segments(sample: SampleBase) -> list[bytes | memoryview]:
             header = npy_header(arr)
             segs.append(_bin_header(len(header) + arr.nbytes))
             segs.append(header)
-            segs.append(memoryview(arr.reshape(-1).view(np.uint8)))
+            segs.append(arr.reshape(-1).view(np.uint8).data)
         else:
             segs.append(_packb(_encode_value(ft, value, spec.name)))
     return segs

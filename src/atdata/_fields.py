@@ -1,12 +1,11 @@
 """Field types of sample classes: what each annotation means, read once per class.
 
->>> from numpy.typing import NDArray
 >>> @dataclasses.dataclass
 ... class Box(SampleBase):
 ...     size: int
-...     mask: NDArray[np.bool_] | None
+...     tags: list[str] | None
 >>> [(s.name, s.type.describe()) for s in fields_of(Box)]
-[('size', 'int'), ('mask', 'ndarray[bool] | None')]
+[('size', 'int'), ('tags', 'list[str] | None')]
 """
 
 from __future__ import annotations

@@ -15,8 +15,6 @@ value, in declaration order; arrays are msgpack ``bin`` values holding a
 'origin'
 """
 
-from __future__ import annotations
-
 import dataclasses
 import types
 from collections.abc import Mapping
