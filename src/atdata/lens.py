@@ -177,7 +177,8 @@ class LensNetwork:
         return result
 
 
-network = LensNetwork()
+network: LensNetwork = LensNetwork()
+"""The process-wide lens registry (the one ``LensNetwork()`` returns)."""
 
 
 def dict_sample_lens(cls: type[V]) -> Lens[DictSample, V]:

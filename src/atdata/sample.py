@@ -19,7 +19,7 @@ import dataclasses
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar, cast, dataclass_transform
+from typing import Any, ClassVar, Self, TypeVar, cast, dataclass_transform
 
 from atdata._codec import decoder_for, from_python
 from atdata._codec import encode_segments as encode_segments  # the writer's entry point
@@ -124,7 +124,7 @@ class PackableSample(SampleBase):
             for s in fields_of(type(self))
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # mutable: unhashable
 
 
 @dataclass_transform(eq_default=False, field_specifiers=(dataclasses.field, dataclasses.Field))
