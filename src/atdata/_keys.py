@@ -10,9 +10,11 @@ from collections.abc import Callable
 class KeySource:
     """Time-ordered, process-unique sample keys without dots (like UUIDv7, as hex).
 
-    >>> key = KeySource()()
-    >>> len(key), "." in key
-    (32, False)
+    One instance serves the process (:data:`new_key`); it reseeds itself in a forked child.
+
+    >>> first, second = new_key(), new_key()
+    >>> len(first), "." in first, first < second
+    (32, False, True)
     """
 
     def __init__(self) -> None:
