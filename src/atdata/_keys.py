@@ -13,7 +13,7 @@ class KeySource:
     One instance serves the process (:data:`new_key`); it reseeds itself in a forked child.
 
     >>> first, second = new_key(), new_key()
-    >>> len(first), "." in first, first < second
+    >>> len(first), "." in first, first != second
     (32, False, True)
     """
 
