@@ -379,5 +379,3 @@ def from_python(ft: FieldType, value: Any, field: str) -> Any:
             return value.item()
         return value
     raise SampleError(f"expected {ft.describe()}, got {type(value).__name__}", field=field)
-
-

@@ -245,5 +245,3 @@ def registered_types() -> list[type]:
     """Every recorded sample type, oldest first (lenses reach each of them from ``DictSample``)."""
     with _lock:
         return list(_registered.values())
-
-

@@ -61,9 +61,7 @@ class SampleBatch(Generic[T]):
                 else:
                     self._fields[name] = values
 
-    def _stack(
-        self, name: str, values: list[Any], store: Callable[[Any, str, Any], None]
-    ) -> Any:
+    def _stack(self, name: str, values: list[Any], store: Callable[[Any, str, Any], None]) -> Any:
         if any(v is None for v in values):
             # an optional array missing in some samples: a list of arrays that own their memory
             return [None if v is None else (v if v.flags.owndata else v.copy()) for v in values]

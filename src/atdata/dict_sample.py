@@ -89,7 +89,8 @@ class DictSample:
         packed = msgpack.packb(
             {k: _encode_value(v) for k, v in self._data.items()}, use_bin_type=True
         )
-        return cast(bytes, packed)  # untyped msgpack: pyright infers "| None" (only without autoreset)
+        # untyped msgpack: pyright infers "bytes | None" (None only without autoreset)
+        return cast(bytes, packed)
 
     @property
     def as_wds(self) -> dict[str, Any]:
