@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
+from atdata._codec import decoder_for as _decoder_for
 from atdata._tar import BLOCK, iter_stream_members
 from atdata.dataset import _split_name
 from atdata.dict_sample import DictSample
 from atdata.errors import SampleError
-from atdata.sample import _decoder_for
 
 __all__ = ["CheckedStream", "member_checker", "stored_type"]
 

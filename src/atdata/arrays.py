@@ -20,7 +20,7 @@ import re
 import struct
 import threading
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -87,7 +87,8 @@ def npy_header(array: np.ndarray) -> bytes:
     """Return the ``.npy`` 1.0 header for ``array`` written in C order."""
     dtype = array.dtype
     _check_dtype(dtype)
-    descr = np.lib.format.dtype_to_descr(dtype)
+    # numpy's stubs say a list; it is a str for every dtype but structured ones
+    descr = cast("str | list[Any]", np.lib.format.dtype_to_descr(dtype))
     shape = tuple(int(n) for n in array.shape)
     if not isinstance(descr, str):  # structured dtypes are not cached
         return _header_bytes(descr, shape)
@@ -188,7 +189,8 @@ def _header_meta(text: str) -> tuple[np.dtype, tuple[int, ...], bool]:
     if not isinstance(descr, str | list):
         raise ValueError(f"unknown array dtype {descr!r}")
     try:
-        dtype = np.lib.format.descr_to_dtype(descr)
+        # numpy's stubs leave out the str descriptions it accepts
+        dtype = np.lib.format.descr_to_dtype(descr)  # pyright: ignore[reportArgumentType]
     except Exception:
         raise ValueError(f"unknown array dtype {descr!r}"[:200]) from None
     _check_dtype(dtype)

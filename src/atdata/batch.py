@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 
+from atdata._fields import fields_of, is_packable
 from atdata.dict_sample import DictSample
 from atdata.errors import SampleError
-from atdata.sample import fields_of, is_packable
 
 __all__ = ["SampleBatch"]
 
-DT = TypeVar("DT")
+T = TypeVar("T")
 
 
-class SampleBatch(Generic[DT]):
+class SampleBatch(Generic[T]):
     """Samples of one type, with every field reachable as an attribute.
 
     Array fields are stacked into one array of shape ``(B, ...)`` (one
@@ -29,33 +29,39 @@ class SampleBatch(Generic[DT]):
     [1, 2]
     """
 
-    def __init__(self, samples: Sequence[DT], sample_type: type | None = None) -> None:
-        self.samples: list[DT] = list(samples)
+    samples: list[T]
+    """The samples, in order."""
+    sample_type: type[T]
+    """Their type (``DictSample`` for an empty batch of unknown type)."""
+
+    def __init__(self, samples: Sequence[T], sample_type: type[T] | None = None) -> None:
+        self.samples = list(samples)
         if sample_type is None:
-            sample_type = type(self.samples[0]) if self.samples else DictSample
-        self.sample_type: type = sample_type
+            sample_type = type(self.samples[0]) if self.samples else cast("type[T]", DictSample)
+        self.sample_type = sample_type
         self._fields: dict[str, Any] = {}
         if not self.samples:
             return
         if is_packable(sample_type):
             for spec in fields_of(sample_type):
-                values = [s.__dict__[spec.name] for s in self.samples]  # type: ignore[attr-defined]
+                values = [s.__dict__[spec.name] for s in self.samples]
                 if spec.type.kind == "ndarray":
-                    self._fields[spec.name] = self._stack(spec.name, values, lambda s: s.__dict__)
+                    self._fields[spec.name] = self._stack(spec.name, values, _attribute_setter)
                 else:
                     self._fields[spec.name] = values
         else:
+            dict_samples: list[DictSample] = self.samples  # type: ignore[assignment]
             names: dict[str, None] = {}
-            for s in self.samples:
-                names.update(dict.fromkeys(s._data))  # type: ignore[attr-defined]
+            for d in dict_samples:
+                names.update(dict.fromkeys(d.keys()))
             for name in names:
-                values = [s._data.get(name) for s in self.samples]  # type: ignore[attr-defined]
+                values = [d.get(name) for d in dict_samples]
                 if all(isinstance(v, np.ndarray) for v in values):
-                    self._fields[name] = self._stack(name, values, lambda s: s._data)
+                    self._fields[name] = self._stack(name, values, _item_setter)
                 else:
                     self._fields[name] = values
 
-    def _stack(self, name: str, values: list[Any], storage: Any) -> Any:
+    def _stack(self, name: str, values: list[Any], store: Callable[[Any, str, Any], None]) -> Any:
         if any(v is None for v in values):
             # an optional array missing in some samples: a list of arrays that own their memory
             return [None if v is None else (v if v.flags.owndata else v.copy()) for v in values]
@@ -71,7 +77,7 @@ class SampleBatch(Generic[DT]):
         for i, v in enumerate(values):
             out[i] = v
         for i, s in enumerate(self.samples):
-            storage(s)[name] = out[i]
+            store(s, name, out[i])
         return out
 
     def __getattr__(self, name: str) -> Any:
@@ -96,3 +102,11 @@ class SampleBatch(Generic[DT]):
 
     def __repr__(self) -> str:
         return f"SampleBatch[{self.sample_type.__name__}](n={len(self.samples)}, fields={list(self._fields)})"
+
+
+def _attribute_setter(sample: Any, name: str, value: Any) -> None:
+    sample.__dict__[name] = value
+
+
+def _item_setter(sample: Any, name: str, value: Any) -> None:
+    sample[name] = value

@@ -21,6 +21,7 @@ from typing import IO, Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 
+from atdata._codec import decoder_for as _decoder_for
 from atdata._tar import iter_members, iter_stream_members, map_file
 from atdata.batch import SampleBatch
 from atdata.cache import Prefetcher, ShardCache
@@ -28,7 +29,7 @@ from atdata.dict_sample import DictSample
 from atdata.errors import AtdataError, SampleError, ShardError
 from atdata.lens import Lens, network
 from atdata.protocols import DataSource
-from atdata.sample import _decoder_for, is_packable
+from atdata.sample import is_packable
 from atdata.shard_index import ShardIndex, cached_index, index_file, keep_index
 from atdata.sources import S3Source, URLSource, expand_urls, local_path
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar, cast
 
 import msgpack
 import numpy as np
 
+from atdata._keys import new_key
+from atdata._values import values_equal
 from atdata.arrays import NPY_MAGIC, UnsafeArrayError, array_from_bytes, array_to_bytes
 from atdata.errors import SampleError
 
@@ -52,6 +55,7 @@ class DictSample:
     """
 
     __slots__ = ("_data",)
+    _data: dict[str, Any]
 
     def __init__(self, _data: Mapping[str, Any] | None = None, **fields: Any) -> None:
         data = dict(_data or {})
@@ -82,15 +86,15 @@ class DictSample:
     @property
     def packed(self) -> bytes:
         """The msgpack encoding of the fields."""
-        return msgpack.packb(
+        packed = msgpack.packb(
             {k: _encode_value(v) for k, v in self._data.items()}, use_bin_type=True
         )
+        # untyped msgpack: pyright infers "bytes | None" (None only without autoreset)
+        return cast(bytes, packed)
 
     @property
     def as_wds(self) -> dict[str, Any]:
         """A WebDataset sample dict with a new key."""
-        from atdata.sample import new_key
-
         return {"__key__": new_key(), "msgpack": self.packed}
 
     def __getattr__(self, name: str) -> Any:
@@ -139,37 +143,21 @@ class DictSample:
         """A shallow copy of the fields as a dict."""
         return dict(self._data)
 
+    def as_mapping(self) -> Mapping[str, Any]:
+        """A read-only, live view of the fields (no copy).
+
+        >>> DictSample(a=1).as_mapping()
+        mappingproxy({'a': 1})
+        """
+        return MappingProxyType(self._data)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DictSample):
             return NotImplemented
-        from atdata.sample import _values_equal
+        return values_equal(self._data, other.to_dict())
 
-        return _values_equal(self._data, other._data)
-
-    __hash__ = None  # type: ignore[assignment]
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]  # mutable: unhashable
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self._data.items())
         return f"DictSample({inner})"
-
-
-def dict_sample_lens(cls: type) -> Any:
-    """The built-in lens from ``DictSample`` to the packable type ``cls``."""
-    cached = cls.__dict__.get("_atdata_dict_lens")
-    if cached is not None:
-        return cached
-    from atdata.lens import Lens
-    from atdata.sample import fields_of
-
-    def get(d: DictSample) -> Any:
-        return cls.from_data(d._data)
-
-    def put(view: Any, source: DictSample) -> DictSample:
-        data = dict(source._data)
-        data.update({s.name: getattr(view, s.name) for s in fields_of(cls)})
-        return DictSample(data)
-
-    result = Lens(get, put, source_type=DictSample, view_type=cls)
-    result.__name__ = f"DictSample_to_{cls.__name__}"
-    cls._atdata_dict_lens = result
-    return result

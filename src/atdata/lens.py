@@ -31,14 +31,17 @@ import threading
 import typing
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
+from atdata._fields import fields_of, is_packable, registered_types
+from atdata.dict_sample import DictSample
 from atdata.errors import LensNotFoundError
 
 __all__ = ["Lens", "LensNetwork", "lens"]
 
 S = TypeVar("S")
 V = TypeVar("V")
+W = TypeVar("W")
 
 
 class Lens(Generic[S, V]):
@@ -53,8 +56,8 @@ class Lens(Generic[S, V]):
         get: Callable[[S], V],
         put: Callable[[V, S], S] | None = None,
         *,
-        source_type: type | None = None,
-        view_type: type | None = None,
+        source_type: type[S] | None = None,
+        view_type: type[V] | None = None,
     ) -> None:
         params = list(inspect.signature(get).parameters.values())
         if len(params) != 1:
@@ -67,8 +70,9 @@ class Lens(Generic[S, V]):
             view_type = view_type or hints.get("return")
         if not isinstance(source_type, type) or not isinstance(view_type, type):
             raise ValueError(f"annotate the source and view types of lens getter {get!r}")
-        self.source_type: type = source_type
-        self.view_type: type = view_type
+        self.source_type: type[S] = source_type
+        self.view_type: type[V] = view_type
+        self.__name__: str = getattr(get, "__name__", "lens")
         self._get = get
         self._put = put
         functools.update_wrapper(self, get)
@@ -89,22 +93,18 @@ class Lens(Generic[S, V]):
     def __call__(self, source: S) -> V:
         return self._get(source)
 
-    def then(self, other: Lens[Any, Any]) -> Lens[Any, Any]:
+    def then(self, other: Lens[V, W]) -> Lens[S, W]:
         """The composition ``other . self``: get through both, put back through both."""
         first, second = self, other
 
-        def get(s: Any) -> Any:
+        def get(s: S) -> W:
             return second.get(first.get(s))
 
-        def put(v: Any, s: Any) -> Any:
+        def put(v: W, s: S) -> S:
             return first.put(second.put(v, first.get(s)), s)
 
-        composed: Lens[Any, Any] = Lens(
-            get, put, source_type=first.source_type, view_type=second.view_type
-        )
-        composed.__name__ = (
-            f"{getattr(first, '__name__', 'lens')}_then_{getattr(second, '__name__', 'lens')}"
-        )
+        composed = Lens(get, put, source_type=first.source_type, view_type=second.view_type)
+        composed.__name__ = f"{first.__name__}_then_{second.__name__}"
         return composed
 
     def __repr__(self) -> str:
@@ -127,7 +127,6 @@ class LensNetwork:
 
     def _setup(self) -> None:
         self._edges: dict[type, dict[type, Lens[Any, Any]]] = {}
-        self._sample_types: list[type] = []
         self._lock = threading.Lock()
 
     def register(self, lens: Lens[Any, Any]) -> None:
@@ -135,34 +134,18 @@ class LensNetwork:
         with self._lock:
             self._edges.setdefault(lens.source_type, {})[lens.view_type] = lens
 
-    def register_sample_type(self, cls: type) -> None:
-        """Record a packable type so that it is reachable from ``DictSample``."""
-        with self._lock:
-            self._sample_types = [
-                t
-                for t in self._sample_types
-                if t.__qualname__ != cls.__qualname__ or t.__module__ != cls.__module__
-            ]
-            self._sample_types.append(cls)
-
     def _neighbours(self, t: type) -> dict[type, Lens[Any, Any]]:
-        from atdata.dict_sample import DictSample, dict_sample_lens
-
         out = dict(self._edges.get(t, {}))
         if t is DictSample:
-            for cls in self._sample_types:
+            for cls in registered_types():
                 out.setdefault(cls, dict_sample_lens(cls))
         return out
 
-    def transform(self, source: type, view: type) -> Lens[Any, Any]:
+    def transform(self, source: type[S], view: type[V]) -> Lens[S, V]:
         """Return a lens from ``source`` to ``view``, composing registered lenses if needed."""
-        from atdata.dict_sample import DictSample, dict_sample_lens
-
         if source is DictSample and view not in self._edges.get(source, {}):
-            from atdata.sample import is_packable
-
             if is_packable(view):
-                return dict_sample_lens(view)
+                return cast(Lens[S, V], dict_sample_lens(view))
         with self._lock:
             previous: dict[type, tuple[type, Lens[Any, Any]]] = {}
             queue = deque([source])
@@ -194,12 +177,28 @@ class LensNetwork:
         return result
 
 
-network = LensNetwork()
+network: LensNetwork = LensNetwork()
+"""The process-wide lens registry (the one ``LensNetwork()`` returns)."""
 
 
-def register_sample_type(cls: type) -> None:
-    """Make ``cls`` reachable from ``DictSample`` (called by ``@packable``)."""
-    network.register_sample_type(cls)
+def dict_sample_lens(cls: type[V]) -> Lens[DictSample, V]:
+    """The built-in lens from ``DictSample`` to the packable type ``cls`` (one per type)."""
+    cached = cls.__dict__.get("_atdata_dict_lens")
+    if cached is not None:
+        return cached
+
+    def get(d: DictSample) -> V:
+        return cls.from_data(d.as_mapping())  # type: ignore[attr-defined]  # a packable type
+
+    def put(view: V, source: DictSample) -> DictSample:
+        data = source.to_dict()
+        data.update({s.name: getattr(view, s.name) for s in fields_of(cls)})
+        return DictSample(data)
+
+    result = Lens(get, put, source_type=DictSample, view_type=cls)
+    result.__name__ = f"DictSample_to_{cls.__name__}"
+    cls._atdata_dict_lens = result  # type: ignore[attr-defined]
+    return result
 
 
 def lens(get: Callable[[S], V]) -> Lens[S, V]:

@@ -390,7 +390,8 @@ def _module_of(identity: Any, class_name: str, where: str) -> str:
     return module
 
 
-def _check_identifier(name: Any, what: str) -> None:
+def _check_identifier(name: Any, what: str) -> str:
+    """``name`` itself, if it is a plain Python identifier; else a :class:`SchemaError`."""
     if not isinstance(name, str) or not name.isidentifier() or len(name) > _MAX_NAME:
         raise SchemaError(f"{what} {name!r} is not a Python identifier")
     if unicodedata.normalize("NFKC", name) != name:
@@ -403,6 +404,7 @@ def _check_identifier(name: Any, what: str) -> None:
         raise SchemaError(f"{what} {name!r} is a Python keyword")
     if name.startswith("__") and name.endswith("__"):
         raise SchemaError(f"{what} {name!r} is a reserved (dunder) name")
+    return name
 
 
 def _make_class(
@@ -422,8 +424,7 @@ def _make_class(
     for i, f in enumerate(fields):
         if not isinstance(f, Mapping):
             raise SchemaError(f"{where}: field #{i} is not an object")
-        fname = f.get("name")
-        _check_identifier(fname, f"{where}: field name")
+        fname = _check_identifier(f.get("name"), f"{where}: field name")
         if fname in _RESERVED or fname.startswith("_atdata"):
             raise SchemaError(f"{where}: field name {fname!r} clashes with a PackableSample member")
         if fname in annotations:
