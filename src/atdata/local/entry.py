@@ -10,6 +10,7 @@ from typing import Any
 
 import msgpack
 
+from atdata._storage import ShardInfo
 from atdata.cid import generate_cid
 from atdata.errors import AtdataError
 
@@ -17,15 +18,6 @@ __all__ = ["LocalDatasetEntry", "ShardInfo"]
 
 _MAX_NAME = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True, slots=True)
-class ShardInfo:
-    """One stored shard: its URL, size in bytes and SHA-256 (hex), as recorded when written."""
-
-    url: str
-    size: int | None = None
-    sha256: str | None = None
 
 
 def check_name(name: Any) -> str:

@@ -20,19 +20,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atdata._storage import AbstractDataStore, ShardInfo, VerifiedSource
 from atdata._versions import FIRST_VERSION, latest_version, next_version
 from atdata.cid import generate_cid
 from atdata.dataset import Dataset, make_source
 from atdata.dict_sample import DictSample
 from atdata.errors import SchemaError
-from atdata.local.entry import LocalDatasetEntry, ShardInfo, check_name
+from atdata.local.entry import LocalDatasetEntry, check_name
 from atdata.local.providers.base import EntryExistsError, IndexProvider
 from atdata.local.providers.postgres import PostgresProvider
 from atdata.local.providers.redis import RedisProvider
 from atdata.local.providers.sqlite import SqliteProvider
-from atdata.local.stores.base import DataStore, VerifiedSource
+from atdata.local.stores.base import DataStore
 from atdata.local.stores.disk import LocalDiskStore
-from atdata.protocols import AbstractDataStore
 from atdata.schema import schema_record, schema_to_type
 from atdata.sources import expand_urls
 
@@ -278,26 +278,19 @@ class Index:
         ref = self._schema_for(dataset, schema_ref)
         store = self._data_store
         limits = {k: v for k, v in (("maxcount", maxcount), ("maxsize", maxsize)) if v is not None}
-        if isinstance(store, DataStore):
-            shards: tuple[ShardInfo, ...] = tuple(
-                store.reshard(
-                    dataset, prefix=prefix or name, sample_type=self._type_of(ref), **limits
-                )
-                if limits
-                else store.copy_shards(
-                    dataset, prefix=prefix or name, sample_type=self._type_of(ref)
-                )
-            )
-            urls = [s.url for s in shards]
-        else:
-            urls = store.write_shards(dataset, prefix=prefix or name, **limits)
-            shards = ()
+        if limits and not isinstance(store, DataStore):
+            raise TypeError(f"{type(store).__name__} cannot re-shard: maxcount/maxsize need a DataStore")
+        shards: tuple[ShardInfo, ...] = tuple(
+            store.reshard(dataset, prefix=prefix or name, sample_type=self._type_of(ref), **limits)
+            if isinstance(store, DataStore) and limits
+            else store.copy_shards(dataset, prefix=prefix or name, sample_type=self._type_of(ref))
+        )
+        urls = [s.url for s in shards]
         try:
             entry = LocalDatasetEntry(name, ref, urls, meta, shards)
             self.provider.put_entry(entry, overwrite=overwrite)
         except BaseException as exc:
-            if isinstance(store, DataStore):
-                store.remove_after(exc, urls)
+            store.remove_after(exc, urls)
             raise
         return entry
 
@@ -386,7 +379,7 @@ class Index:
         entry = ref if isinstance(ref, LocalDatasetEntry) else self.get_dataset(ref)
         read_type = sample_type if sample_type is not None else self.decode_schema(entry.schema_ref)
         store = self._data_store
-        if isinstance(store, DataStore) and all(store.owns(u) for u in entry.data_urls):
+        if all(store.owns(u) for u in entry.data_urls):
             source = store.create_source(entry.data_urls)
         else:
             source = make_source(entry.data_urls)

@@ -6,9 +6,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from atdata._storage import HashingReader, ShardInfo
 from atdata.errors import ShardError
-from atdata.local.entry import ShardInfo
-from atdata.local.stores.base import DataStore, HashingReader
+from atdata.local.stores.base import DataStore
 from atdata.protocols import DataSource
 from atdata.sample import new_key
 from atdata.sources import URLSource

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atdata._storage import HashingReader, ShardInfo
 from atdata.errors import OrphanedDataError, ShardError
-from atdata.local.entry import ShardInfo
-from atdata.local.stores.base import DataStore, HashingReader
+from atdata.local.stores.base import DataStore
 from atdata.protocols import DataSource
 from atdata.sources import S3Source, make_s3_client, redact_url
 
