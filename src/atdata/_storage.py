@@ -83,7 +83,7 @@ class HashingReader(io.RawIOBase):
     """Bytes read (and hashed) from the start so far."""
     name: str
 
-    def __init__(self, stream: IO[bytes], name: str | None = None) -> None:
+    def __init__(self, stream: IO[bytes] | io.RawIOBase, name: str | None = None) -> None:
         self._stream = stream
         self._hash = hashlib.sha256()
         self._pos = 0

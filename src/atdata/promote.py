@@ -1,7 +1,9 @@
 """Promotion: publish a dataset of a team index to the AT Protocol federation.
 
->>> # from atdata.promote import promote_to_atmosphere
->>> # at_uri = promote_to_atmosphere(local_index.get_entry_by_name("features"), local_index, client)
+Example (needs an account on a PDS)::
+
+    from atdata.promote import promote_to_atmosphere
+    at_uri = promote_to_atmosphere(local_index.get_dataset("features"), local_index, client)
 
 What happens, in order:
 
@@ -86,7 +88,9 @@ def promote_to_atmosphere(
     likely cannot read; without it they are published with a
     :class:`~atdata.errors.PrivateURLWarning` (see the module docs).
 
-    >>> # at_uri = promote_to_atmosphere(entry, local_index, client, license="MIT")
+    Example (needs an account on a PDS)::
+
+        at_uri = promote_to_atmosphere(entry, local_index, client, license="MIT")
     """
     urls = list(entry.data_urls)
     if not urls:
@@ -154,6 +158,7 @@ def promote_to_atmosphere(
         return str(publisher.publish_blobs(stored, schema_uri, **fields))
     copied = data_store.copy_shards(dataset, prefix=prefix)
     digests = [s.sha256 for s in copied]
+    recorded = [d for d in digests if d]
     try:
         _check_copies(entry, digests)
         copied_urls = [file_uri(s.url) for s in copied]
@@ -161,7 +166,7 @@ def promote_to_atmosphere(
             publisher.publish_with_urls(
                 copied_urls,
                 schema_uri,
-                sha256=digests if all(digests) else None,
+                sha256=recorded if len(recorded) == len(digests) else None,
                 endpoint=store_endpoint(data_store, copied_urls),
                 **fields,
             )

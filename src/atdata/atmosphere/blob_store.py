@@ -14,10 +14,12 @@ writes one dataset record whose ``storageBlobs`` references them all. If an
 upload fails, no record is written and the orphaned blobs are garbage-collected
 by the PDS.
 
-    >>> # store = PDSBlobStore(client)
-    >>> # index = AtmosphereIndex(client, data_store=store)
-    >>> # entry = index.insert_dataset(dataset, name="features", schema_ref=schema_uri)
-    >>> # ds = atdata.Dataset[FeatureSample](store.create_source(entry.data_urls))
+Example (needs an account on a PDS)::
+
+    store = PDSBlobStore(client)
+    index = AtmosphereIndex(client, data_store=store)
+    entry = index.insert_dataset(dataset, name="features", schema_ref=schema_uri)
+    ds = atdata.Dataset[FeatureSample](store.create_source(entry.data_urls))
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from atdata._shard_check import MemberCheck, member_checker, stored_type
 from atdata._storage import AbstractDataStore, HashingReader, ShardInfo, tar_size
@@ -273,7 +275,8 @@ class PDSBlobStore(AbstractDataStore):
         size = part.path.stat().st_size
         with open(part.path, "rb") as fh:
             body = HashingReader(fh, part.shard_id)
-            ref = self.client.upload_blob(body, mime_type=self.mime_type)
+            # a RawIOBase reads as a binary file; typeshed's IO[bytes] is not a protocol
+            ref = self.client.upload_blob(cast(IO[bytes], body), mime_type=self.mime_type)
             if body.size == size:
                 digest = body.digest()
             else:  # the reads skipped around: hash the file again

@@ -103,16 +103,14 @@ class LocalDatasetEntry:
         out: dict[str, str | bytes] = {
             "name": self.name,
             "schema_ref": self.schema_ref,
-            "data_urls": msgpack.packb(self.data_urls, use_bin_type=True),
+            "data_urls": _pack(self.data_urls),
             "cid": self.cid,
             "created_at": self.created_at,
         }
         if self.metadata is not None:
-            out["metadata"] = msgpack.packb(self.metadata, use_bin_type=True)
+            out["metadata"] = _pack(self.metadata)
         if self.shards:
-            out["shards"] = msgpack.packb(
-                [[s.size, s.sha256] for s in self.shards], use_bin_type=True
-            )
+            out["shards"] = _pack([[s.size, s.sha256] for s in self.shards])
         return out
 
     @classmethod
@@ -147,6 +145,13 @@ class LocalDatasetEntry:
             raise AtdataError(
                 f"{where}: corrupt index entry ({type(exc).__name__}: {exc})"
             ) from None
+
+
+def _pack(value: Any) -> bytes:
+    packed = msgpack.packb(value, use_bin_type=True)
+    if not isinstance(packed, bytes):  # packb returns bytes; its annotation allows None
+        raise TypeError(f"cannot pack {type(value).__name__}")
+    return packed
 
 
 def _text(value: str | bytes) -> str:

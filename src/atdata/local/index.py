@@ -88,10 +88,18 @@ class Index:
     ``data_store`` receives the shards of :meth:`insert_dataset`; by default a
     :class:`LocalDiskStore` at ``$ATDATA_HOME/data``.
 
-    >>> # index = Index(data_store=S3DataStore(credentials="team.env", bucket="datasets"))
-    >>> # ref = index.publish_schema(FeatureSample, version="1.0.0")
-    >>> # entry = index.insert_dataset(Dataset[FeatureSample]("f.tar"), name="features-v1")
-    >>> # ds = index.dataset_for("features-v1")   # typed, read with the store's credentials
+    >>> import tempfile, atdata
+    >>> @atdata.packable
+    ... class Point:
+    ...     x: int
+    >>> root = tempfile.mkdtemp()
+    >>> index = Index(path=f"{root}/index.db", data_store=LocalDiskStore(f"{root}/shards"))
+    >>> index.publish_schema(Point, version="1.0.0")  # doctest: +ELLIPSIS
+    'atdata://local/sampleSchema/...Point@1.0.0'
+    >>> points = atdata.write_samples([Point(1), Point(2)], f"{root}/points.tar")
+    >>> entry = index.insert_dataset(points, name="points-v1")
+    >>> [p.x for p in index.dataset_for("points-v1").ordered()]  # typed, read with the store's credentials
+    [1, 2]
     """
 
     def __init__(
@@ -279,7 +287,9 @@ class Index:
         store = self._data_store
         limits = {k: v for k, v in (("maxcount", maxcount), ("maxsize", maxsize)) if v is not None}
         if limits and not isinstance(store, DataStore):
-            raise TypeError(f"{type(store).__name__} cannot re-shard: maxcount/maxsize need a DataStore")
+            raise TypeError(
+                f"{type(store).__name__} cannot re-shard: maxcount/maxsize need a DataStore"
+            )
         shards: tuple[ShardInfo, ...] = tuple(
             store.reshard(dataset, prefix=prefix or name, sample_type=self._type_of(ref), **limits)
             if isinstance(store, DataStore) and limits

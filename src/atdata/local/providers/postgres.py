@@ -60,7 +60,10 @@ class PostgresProvider(SqlProvider):
     The connection is opened at once, so a wrong DSN fails here with the
     server named; a dropped connection is reopened on the next call.
 
-    >>> # provider = PostgresProvider("postgresql://atdata@db.example:5432/atdata")
+    Example (needs a server)::
+
+        provider = PostgresProvider("postgresql://atdata@db.example:5432/atdata")
+        index = Index(provider)
     """
 
     _placeholder = "%s"

@@ -106,7 +106,10 @@ class RedisProvider(IndexProvider):
     client with ``decode_responses=True`` is fine (a bytes client is made from
     its settings). The server is pinged at once, so a wrong address fails here.
 
-    >>> # provider = RedisProvider("redis://redis.example:6379/0", namespace="team-a:")
+    Example (needs a server)::
+
+        provider = RedisProvider("redis://redis.example:6379/0", namespace="team-a:")
+        index = Index(provider)
     """
 
     def __init__(self, client: Any, *, namespace: str = "") -> None:

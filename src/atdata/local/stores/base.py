@@ -167,7 +167,7 @@ class DataStore(AbstractDataStore):
         """The URL of a shard copied under ``prefix`` (its folder and scheme; the file name differs)."""
         return self.url_for(f"{_clean_prefix(prefix)}/shard.tar")
 
-    def prepare(self) -> None:  # noqa: B027 - optional hook
+    def prepare(self) -> None:
         """Check the destination before copying (for example that the bucket exists)."""
 
     @abstractmethod
