@@ -121,6 +121,7 @@ class Index:
             raise ValueError(f"pass one of provider, path, redis or dsn, not {' and '.join(given)}")
         if namespace and redis is None:
             raise ValueError("namespace applies to the Redis provider only")
+        self.provider: IndexProvider
         if provider is not None:
             if not isinstance(provider, IndexProvider):
                 raise TypeError(f"provider must be an IndexProvider, not {type(provider).__name__}")

@@ -72,8 +72,8 @@ class PostgresProvider(SqlProvider):
         psycopg = _psycopg()
         self._psycopg = psycopg
         self._integrity_error = psycopg.IntegrityError
-        self.dsn = dsn
-        self.location = f"PostgreSQL index {_describe(dsn)}"
+        self.dsn: str = dsn
+        self.location: str = f"PostgreSQL index {_describe(dsn)}"
         self._lock = threading.Lock()
         self._conn = self._connect()
         with self._transaction() as cur:

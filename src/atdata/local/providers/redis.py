@@ -125,9 +125,9 @@ class RedisProvider(IndexProvider):
                     connection_class=pool.connection_class, **kwargs
                 )
             )
-        self.client = client
-        self.namespace = namespace
-        self.location = f"Redis index {_describe(client)}" + (
+        self.client: Any = client
+        self.namespace: str = namespace
+        self.location: str = f"Redis index {_describe(client)}" + (
             f" (namespace {namespace!r})" if namespace else ""
         )
         self._cids = f"{namespace}atdata:entry-cids"

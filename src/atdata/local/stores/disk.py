@@ -31,8 +31,8 @@ class LocalDiskStore(DataStore):
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).expanduser().resolve()
-        self.location = f"local disk store {self.root}"
+        self.root: Path = Path(root).expanduser().resolve()
+        self.location: str = f"local disk store {self.root}"
 
     def url_for(self, key: str) -> str:
         return str(self.root / key)
