@@ -22,7 +22,8 @@ A bucket instead of a folder: ``LocalIndex(data_store=S3DataStore(credentials="t
 bucket="datasets-bucket"))``.
 """
 
-from atdata.local.entry import LocalDatasetEntry, ShardInfo
+from atdata._storage import ShardInfo, VerifiedSource
+from atdata.local.entry import LocalDatasetEntry
 from atdata.local.index import Index, LocalIndex, atdata_home, parse_schema_ref, schema_ref
 from atdata.local.providers import (
     EntryExistsError,
@@ -32,7 +33,7 @@ from atdata.local.providers import (
     RedisProvider,
     SqliteProvider,
 )
-from atdata.local.stores import DataStore, LocalDiskStore, S3DataStore, VerifiedSource
+from atdata.local.stores import DataStore, LocalDiskStore, S3DataStore
 
 __all__ = [
     "DataStore",

@@ -14,7 +14,7 @@ from atdata._storage import ShardInfo
 from atdata.cid import generate_cid
 from atdata.errors import AtdataError
 
-__all__ = ["LocalDatasetEntry", "ShardInfo"]
+__all__ = ["LocalDatasetEntry"]
 
 _MAX_NAME = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

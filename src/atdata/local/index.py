@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from atdata._storage import AbstractDataStore, ShardInfo, VerifiedSource
+from atdata._storage import AbstractDataStore, VerifiedSource
 from atdata._versions import FIRST_VERSION, latest_version, next_version
 from atdata.cid import generate_cid
 from atdata.dataset import Dataset, make_source
@@ -287,15 +287,14 @@ class Index:
         ref = self._schema_for(dataset, schema_ref)
         store = self._data_store
         limits = {k: v for k, v in (("maxcount", maxcount), ("maxsize", maxsize)) if v is not None}
-        if limits and not isinstance(store, DataStore):
-            raise TypeError(
-                f"{type(store).__name__} cannot re-shard: maxcount/maxsize need a DataStore"
-            )
-        shards: tuple[ShardInfo, ...] = tuple(
-            store.reshard(dataset, prefix=prefix or name, sample_type=self._type_of(ref), **limits)
-            if isinstance(store, DataStore) and limits
-            else store.copy_shards(dataset, prefix=prefix or name, sample_type=self._type_of(ref))
-        )
+        folder, sample_type = prefix or name, self._type_of(ref)
+        if not limits:
+            copied = store.copy_shards(dataset, prefix=folder, sample_type=sample_type)
+        elif isinstance(store, DataStore):
+            copied = store.reshard(dataset, prefix=folder, sample_type=sample_type, **limits)
+        else:
+            raise TypeError(f"{type(store).__name__} cannot re-shard (maxcount, maxsize)")
+        shards = tuple(copied)
         urls = [s.url for s in shards]
         try:
             entry = LocalDatasetEntry(name, ref, urls, meta, shards)
