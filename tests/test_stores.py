@@ -380,16 +380,19 @@ def test_an_index_uses_any_store_of_the_contract(
     store = FolderStore(tmp_path / "mine")
     index = Index(path=tmp_path / "i.db", data_store=store)
     entry = index.insert_dataset(dataset, name="c")
-    assert [s.sha256 for s in entry.shards] == [sha256(Path(u).read_bytes()) for u in entry.data_urls]
+    digests = [sha256(Path(u).read_bytes()) for u in entry.data_urls]
+    assert [s.sha256 for s in entry.shards] == digests
     back = index.dataset_for("c")
     assert isinstance(back.source, VerifiedSource)
     assert [s.index for s in back.ordered()] == [s.index for s in dataset.ordered()]
     with pytest.raises(TypeError, match="re-shard"):
         index.insert_dataset(dataset, name="d", maxcount=5)
     down = IndexBackendError("index down")
-    with mock.patch.object(index.provider, "put_entry", side_effect=down):
-        with pytest.raises(IndexBackendError):  # not indexed: the copies are removed
-            index.insert_dataset(dataset, name="e")
+    with (
+        mock.patch.object(index.provider, "put_entry", side_effect=down),
+        pytest.raises(IndexBackendError),  # not indexed: the copies are removed
+    ):
+        index.insert_dataset(dataset, name="e")
     assert len(store.deleted) == 3 and all(store.owns(u) for u in store.deleted)
 
 
