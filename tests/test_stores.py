@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -90,8 +91,7 @@ def s3_objects(client: Any, bucket: str) -> list[str]:
 
 def test_disk_store_copies_bytes(tmp_path: Path, dataset: atdata.Dataset[Chunk]) -> None:
     store = LocalDiskStore(tmp_path / "store")
-    protocol: AbstractDataStore = store  # statically checked; not runtime-checkable
-    assert protocol.supports_streaming()
+    assert isinstance(store, AbstractDataStore) and store.supports_streaming()
     shards = store.copy_shards(dataset, prefix="a/b")
     assert len(shards) == 3
     for src, info in zip(dataset.list_shards(), shards):
@@ -336,3 +336,74 @@ def test_s3_store_is_lazy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ}, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+class FolderStore(AbstractDataStore):
+    """A store of one's own: subclasses the contract; indexing and reading go through it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.deleted: list[str] = []
+
+    def copy_shards(
+        self, dataset: atdata.Dataset[Any], *, prefix: str, sample_type: type | None = None
+    ) -> list[atdata.ShardInfo]:
+        out = []
+        for i, shard in enumerate(dataset.list_shards()):
+            target = self.root / prefix / f"{i}.tar"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(shard, "rb") as src:
+                reader = atdata.HashingReader(src)
+                target.write_bytes(reader.read())
+            out.append(atdata.ShardInfo(str(target), reader.size, reader.hexdigest()))
+        return out
+
+    def create_source(self, urls: Any) -> atdata.DataSource:
+        return atdata.URLSource(list(urls))
+
+    def read_url(self, url: str) -> str:
+        return url
+
+    def owns(self, url: str) -> bool:
+        return url.startswith(str(self.root))
+
+    def delete(self, urls: Any) -> None:
+        self.deleted.extend(urls)
+
+
+def test_an_index_uses_any_store_of_the_contract(
+    tmp_path: Path, dataset: atdata.Dataset[Chunk]
+) -> None:
+    store = FolderStore(tmp_path / "mine")
+    index = Index(path=tmp_path / "i.db", data_store=store)
+    entry = index.insert_dataset(dataset, name="c")
+    digests = [sha256(Path(u).read_bytes()) for u in entry.data_urls]
+    assert [s.sha256 for s in entry.shards] == digests
+    back = index.dataset_for("c")
+    assert isinstance(back.source, VerifiedSource)
+    assert [s.index for s in back.ordered()] == [s.index for s in dataset.ordered()]
+    with pytest.raises(TypeError, match="re-shard"):
+        index.insert_dataset(dataset, name="d", maxcount=5)
+    down = IndexBackendError("index down")
+    with (
+        mock.patch.object(index.provider, "put_entry", side_effect=down),
+        pytest.raises(IndexBackendError),  # not indexed: the copies are removed
+    ):
+        index.insert_dataset(dataset, name="e")
+    assert len(store.deleted) == 3 and all(store.owns(u) for u in store.deleted)
+
+
+def test_hashing_reader_hashes_what_is_read_in_order() -> None:
+    data = bytes(range(256)) * 100
+    reader = atdata.HashingReader(io.BytesIO(data))
+    assert reader.read(1000) == data[:1000] and reader.size == 1000
+    reader.seek(0)  # a retried upload starts again
+    while reader.read(4096):
+        pass
+    assert (reader.size, reader.hexdigest()) == (len(data), sha256(data))
+    reader.seek(50)  # reads that skip around are not hashed
+    reader.read(10)
+    assert reader.size == len(data)

@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from atdata._locations import MirroredSource, NoValidLocationError, ShardLocations
+from atdata._storage import HashingReader, ShardInfo, VerifiedSource
 from atdata.batch import SampleBatch
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
@@ -86,6 +87,7 @@ __all__ = [
     "Dataset",
     "DatasetDict",
     "DictSample",
+    "HashingReader",
     "Index",
     "IndexEntry",
     "Lens",
@@ -105,10 +107,12 @@ __all__ = [
     "SchemaError",
     "Shape",
     "ShardError",
+    "ShardInfo",
     "ShardListError",
     "ShardLocations",
     "ShardWriter",
     "URLSource",
+    "VerifiedSource",
     "__version__",
     "from_hf",
     "generate_cid",

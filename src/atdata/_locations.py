@@ -24,7 +24,6 @@ b'shard bytes'
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from typing import IO
 from urllib.parse import urlsplit
 
+from atdata._storage import HashingReader
 from atdata.errors import ShardError
 from atdata.sources import open_url, redact_url
 
@@ -124,20 +124,19 @@ class _Fetch:
         raise NoValidLocationError(redact_url(shard.shard_id), attempts)
 
     def _copy(self, location: str, out: IO[bytes], max_bytes: int | None) -> int:
-        hasher = hashlib.sha256()
         name = redact_url(location)
         limit = self.shard.size
-        total = 0
         with self.source.opener(location) as stream:
-            while chunk := stream.read(_CHUNK):
-                total += len(chunk)
+            reader = HashingReader(stream, name)
+            while chunk := reader.read(_CHUNK):
+                total = reader.size
                 if limit is not None and total > limit:
                     raise _Mismatch(name, f"more than the recorded {limit} bytes")
                 if max_bytes is not None and total > max_bytes:
                     raise ShardError(name, f"more than the {max_bytes}-byte limit of one download")
-                hasher.update(chunk)
                 out.write(chunk)
-        digest = hasher.hexdigest()
+        total = reader.size
+        digest = reader.hexdigest()
         if limit is not None and total != limit:
             raise _Mismatch(name, f"{total} bytes, {limit} recorded")
         if digest != self.shard.sha256:

@@ -1,7 +1,9 @@
 """Promotion: publish a dataset of a team index to the AT Protocol federation.
 
->>> # from atdata.promote import promote_to_atmosphere
->>> # at_uri = promote_to_atmosphere(local_index.get_entry_by_name("features"), local_index, client)
+Example (needs an account on a PDS)::
+
+    from atdata.promote import promote_to_atmosphere
+    at_uri = promote_to_atmosphere(local_index.get_dataset("features"), local_index, client)
 
 What happens, in order:
 
@@ -47,16 +49,16 @@ from atdata.atmosphere import (
 )
 from atdata.atmosphere.index import file_uri, store_endpoint
 from atdata.atmosphere.records import DATASET_COLLECTION, iter_records
-from atdata.local.stores.base import DataStore
 from atdata.protocols import AbstractDataStore, IndexEntry
 from atdata.schema import schema_to_type
 
-__all__ = ["SOURCE_CID_KEY", "promote_to_atmosphere"]
+__all__ = ["SOURCE_CID_KEY", "already_promoted", "promote_to_atmosphere"]
 
 SOURCE_CID_KEY = "atdata:sourceCid"
 
 
-def _already_promoted(client: AtmosphereClient, name: str, cid: str) -> str | None:
+def already_promoted(client: AtmosphereClient, name: str, cid: str) -> str | None:
+    """The AT-URI of our dataset record named ``name`` promoted from the entry with CID ``cid``, if any."""
     for record in iter_records(client, DATASET_COLLECTION):
         entry = AtmosphereIndexEntry.from_record(record)
         if entry.name == name and (entry.metadata or {}).get(SOURCE_CID_KEY) == cid:
@@ -86,7 +88,9 @@ def promote_to_atmosphere(
     likely cannot read; without it they are published with a
     :class:`~atdata.errors.PrivateURLWarning` (see the module docs).
 
-    >>> # at_uri = promote_to_atmosphere(entry, local_index, client, license="MIT")
+    Example (needs an account on a PDS)::
+
+        at_uri = promote_to_atmosphere(entry, local_index, client, license="MIT")
     """
     urls = list(entry.data_urls)
     if not urls:
@@ -102,9 +106,11 @@ def promote_to_atmosphere(
         urls = [file_uri(u) for u in urls]  # a local path goes into a record as a file:// URI
         planned = urls
         endpoint = store_endpoint(getattr(local_index, "data_store", None), urls)
-    elif isinstance(data_store, DataStore):
-        planned = [file_uri(data_store.url_for(f"{prefix}/shard.tar"))]
-        endpoint = store_endpoint(data_store, planned)
+    else:
+        planned_url = data_store.planned_url(prefix)
+        if planned_url is not None:
+            planned = [file_uri(planned_url)]
+            endpoint = store_endpoint(data_store, planned)
     if planned is not None:
         check_publishable(
             planned, endpoint=endpoint, require_public=require_public_urls, warn=False
@@ -119,7 +125,7 @@ def promote_to_atmosphere(
 
     schema = local_index.get_schema(entry.schema_ref)  # KeyError when not published locally
     if cid is not None:
-        existing = _already_promoted(client, target, cid)
+        existing = already_promoted(client, target, cid)
         if existing is not None:
             return existing
         meta[SOURCE_CID_KEY] = cid
@@ -150,26 +156,24 @@ def promote_to_atmosphere(
         stored = data_store.upload_shards(dataset)
         _check_copies(entry, [b.sha256 for b in stored])
         return str(publisher.publish_blobs(stored, schema_uri, **fields))
-    if isinstance(data_store, DataStore):
-        copied = data_store.copy_shards(dataset, prefix=prefix)
-        digests = [s.sha256 for s in copied]
-        try:
-            _check_copies(entry, digests)
-            copied_urls = [file_uri(s.url) for s in copied]
-            return str(
-                publisher.publish_with_urls(
-                    copied_urls,
-                    schema_uri,
-                    sha256=digests if all(digests) else None,
-                    endpoint=store_endpoint(data_store, copied_urls),
-                    **fields,
-                )
+    copied = data_store.copy_shards(dataset, prefix=prefix)
+    digests = [s.sha256 for s in copied]
+    recorded = [d for d in digests if d]
+    try:
+        _check_copies(entry, digests)
+        copied_urls = [file_uri(s.url) for s in copied]
+        return str(
+            publisher.publish_with_urls(
+                copied_urls,
+                schema_uri,
+                sha256=recorded if len(recorded) == len(digests) else None,
+                endpoint=store_endpoint(data_store, copied_urls),
+                **fields,
             )
-        except BaseException as exc:  # nothing published: remove the copies made for it
-            data_store.remove_after(exc, [s.url for s in copied])
-            raise
-    copied_urls = data_store.write_shards(dataset, prefix=prefix)
-    return str(publisher.publish_with_urls(copied_urls, schema_uri, **fields))
+        )
+    except BaseException as exc:  # nothing published: remove the copies made for it
+        data_store.remove_after(exc, [s.url for s in copied])
+        raise
 
 
 def _check_copies(entry: IndexEntry, copied: Sequence[str | None]) -> None:

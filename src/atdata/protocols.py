@@ -1,15 +1,18 @@
 """The protocols that connect the three layers: samples, sources, indexes and data stores.
 
 The local layer implements :class:`DataSource`; the team layer (``atdata.local``)
-and the federation layer (``atdata.atmosphere``) implement :class:`AbstractIndex`,
-:class:`AbstractDataStore` and :class:`IndexEntry`, so code written against these
-protocols works on every layer.
+and the federation layer (``atdata.atmosphere``) implement :class:`AbstractIndex`
+and :class:`IndexEntry`, so code written against these protocols works on every
+layer. Their data stores derive from :class:`AbstractDataStore`, the base class of
+the storage contract (defined with it in ``atdata._storage``, named here too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from atdata._storage import AbstractDataStore
 
 if TYPE_CHECKING:
     from atdata.dataset import Dataset
@@ -63,22 +66,6 @@ class IndexEntry(Protocol):
 
     @property
     def metadata(self) -> dict[str, Any] | None: ...
-
-
-class AbstractDataStore(Protocol):
-    """Where shard bytes are kept (local disk, S3, PDS blobs)."""
-
-    def write_shards(self, dataset: Dataset[Any], *, prefix: str, **kwargs: Any) -> list[str]:
-        """Copy the dataset's shards into the store; return their URLs."""
-        ...
-
-    def read_url(self, url: str) -> str:
-        """Turn a stored URL into one the readers can open."""
-        ...
-
-    def supports_streaming(self) -> bool:
-        """True when shards can be read without downloading them whole."""
-        ...
 
 
 class AbstractIndex(Protocol):

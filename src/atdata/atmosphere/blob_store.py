@@ -14,17 +14,18 @@ writes one dataset record whose ``storageBlobs`` references them all. If an
 upload fails, no record is written and the orphaned blobs are garbage-collected
 by the PDS.
 
-    >>> # store = PDSBlobStore(client)
-    >>> # index = AtmosphereIndex(client, data_store=store)
-    >>> # entry = index.insert_dataset(dataset, name="features", schema_ref=schema_uri)
-    >>> # ds = atdata.Dataset[FeatureSample](store.create_source(entry.data_urls))
+Example (needs an account on a PDS)::
+
+    store = PDSBlobStore(client)
+    index = AtmosphereIndex(client, data_store=store)
+    entry = index.insert_dataset(dataset, name="features", schema_ref=schema_uri)
+    ds = atdata.Dataset[FeatureSample](store.create_source(entry.data_urls))
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import mmap
 import os
 import shutil
@@ -33,10 +34,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from atdata._shard_check import MemberCheck, member_checker, stored_type
-from atdata._tar import BLOCK, RECORD, TarWriter, iter_members
+from atdata._storage import AbstractDataStore, HashingReader, ShardInfo, tar_size
+from atdata._tar import RECORD, TarWriter, iter_members
 from atdata.atmosphere.blobs import BlobIntegrityError, BlobSource, blob_digest
 from atdata.atmosphere.client import BlobTooLargeError
 from atdata.atmosphere.uri import BlobUrl
@@ -82,57 +84,6 @@ class _Part:
     samples: int
 
 
-class _HashingFile:
-    """A seekable binary file that hashes what is read from its start (reset by a rewind)."""
-
-    def __init__(self, fh: IO[bytes], name: str) -> None:
-        self._fh = fh
-        self.name = name
-        self._hash = hashlib.sha256()
-        self._hashed = 0
-
-    def tell(self) -> int:
-        return self._fh.tell()
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        pos = self._fh.seek(offset, whence)
-        if pos == 0:  # a (re)start: hash from scratch
-            self._hash = hashlib.sha256()
-            self._hashed = 0
-        return pos
-
-    def read(self, n: int = -1) -> bytes:
-        start = self._fh.tell()
-        data = self._fh.read(n)
-        if start == self._hashed:
-            self._hash.update(data)
-            self._hashed += len(data)
-        return data
-
-    def digest(self, size: int) -> bytes:
-        """The SHA-256 of the first ``size`` bytes (hashed again if the reads skipped around)."""
-        if self._hashed == size:
-            return self._hash.digest()
-        self._fh.seek(0)
-        return hashlib.file_digest(self._fh, "sha256").digest()  # type: ignore[arg-type]
-
-
-def _round(n: int, unit: int) -> int:
-    return -(-n // unit) * unit
-
-
-def _member_span(name: str, size: int) -> int:
-    """Bytes a member takes in a tar written by :class:`TarWriter` (a PAX header if needed)."""
-    n = len(name.encode("utf-8"))
-    pax = BLOCK + _round(n + 16, BLOCK) if n > 100 else 0
-    return pax + BLOCK + _round(size, BLOCK)
-
-
-def _closed(offset: int) -> int:
-    """File size of a tar closed at ``offset`` (end-of-archive blocks, whole records)."""
-    return _round(offset + 2 * BLOCK, RECORD)
-
-
 def _map(path: Path, shard_id: str) -> mmap.mmap:
     with open(path, "rb") as fh:
         if os.fstat(fh.fileno()).st_size == 0:
@@ -160,7 +111,7 @@ def _count_samples(path: Path, shard_id: str, check: MemberCheck) -> int:
             mm.close()
 
 
-class PDSBlobStore:
+class PDSBlobStore(AbstractDataStore):
     """An :class:`~atdata.AbstractDataStore` that keeps shards as blobs in ``client``'s PDS.
 
     Blobs are sized to the server's ``blobUploadLimit`` (or ``max_blob_bytes``
@@ -205,17 +156,22 @@ class PDSBlobStore:
 
     # ------------------------------------------------------------------ writing
 
-    def upload_shards(self, dataset: Dataset[Any] | SourceLike) -> list[StoredBlob]:
+    def upload_shards(
+        self, dataset: Dataset[Any] | SourceLike, *, sample_type: type | None = None
+    ) -> list[StoredBlob]:
         """Upload every shard of ``dataset`` (re-sharded to fit the blob limit); in order.
 
-        Nothing is referenced yet: write a record holding the ``ref`` of each
-        result (as :meth:`AtmosphereIndex.insert_dataset` does), or the PDS will
-        garbage-collect the blobs.
+        Every shard is checked first to hold samples of ``sample_type`` (default:
+        the dataset's stored type). Nothing is referenced yet: write a record
+        holding the ``ref`` of each result (as :meth:`AtmosphereIndex.insert_dataset`
+        does), or the PDS will garbage-collect the blobs.
         """
         source: DataSource = (
             dataset.source if isinstance(dataset, Dataset) else make_source(dataset)
         )
-        check = member_checker(stored_type(dataset) if isinstance(dataset, Dataset) else DictSample)
+        if sample_type is None:
+            sample_type = stored_type(dataset) if isinstance(dataset, Dataset) else DictSample
+        check = member_checker(sample_type)
         shard_ids = source.list_shards()
         if not shard_ids:
             raise ValueError("the dataset has no shards to upload")
@@ -227,15 +183,19 @@ class PDSBlobStore:
                 parts.extend(self._prepare(source, shard_id, i, limit, Path(tmp), check))
             return self._upload_all(parts)
 
-    def write_shards(self, dataset: Dataset[Any], *, prefix: str = "", **kwargs: Any) -> list[str]:
-        """Upload the shards; return their ``at://{did}/blob/{cid}`` ids (``prefix`` is unused).
+    def copy_shards(
+        self, dataset: Dataset[Any], *, prefix: str = "", sample_type: type | None = None
+    ) -> list[ShardInfo]:
+        """Upload the shards (see :meth:`upload_shards`); each blob's ``at://{did}/blob/{cid}``
+        id, size and SHA-256 (``prefix`` is unused: blobs are named by their content).
 
         The blobs are not referenced by any record yet: prefer
         :meth:`AtmosphereIndex.insert_dataset`, which keeps them.
         """
-        if kwargs:
-            raise TypeError(f"PDSBlobStore.write_shards takes no options {sorted(kwargs)}")
-        return [blob.url for blob in self.upload_shards(dataset)]
+        return [
+            ShardInfo(blob.url, blob.size, blob.sha256)
+            for blob in self.upload_shards(dataset, sample_type=sample_type)
+        ]
 
     def _prepare(
         self,
@@ -277,14 +237,13 @@ class PDSBlobStore:
         try:
             view = memoryview(mm)
             for name, off, size in iter_members(mm, shard_id):
-                span = _member_span(name, size)
-                if _closed(span) > limit:
+                if tar_size(0, name, size) > limit:
                     raise BlobTooLargeError(
                         f"{shard_id}: member {name!r} ({size:,} bytes) cannot fit in a blob of "
                         f"at most {limit:,} bytes (the PDS limit); nothing was uploaded",
                         target=shard_id,
                     )
-                if writer is None or _closed(writer.offset + span) > limit:
+                if writer is None or tar_size(writer.offset, name, size) > limit:
                     finish()
                     writer, samples = TarWriter(f"{stem}-{len(parts):04d}.tar"), 0
                 writer.write(name, [view[off : off + size]])
@@ -315,9 +274,14 @@ class PDSBlobStore:
     def _upload(self, part: _Part) -> StoredBlob:
         size = part.path.stat().st_size
         with open(part.path, "rb") as fh:
-            body = _HashingFile(fh, part.shard_id)
-            ref = self.client.upload_blob(body, mime_type=self.mime_type)
-            digest = body.digest(size)
+            body = HashingReader(fh, part.shard_id)
+            # a RawIOBase reads as a binary file; typeshed's IO[bytes] is not a protocol
+            ref = self.client.upload_blob(cast(IO[bytes], body), mime_type=self.mime_type)
+            if body.size == size:
+                digest = body.digest()
+            else:  # the reads skipped around: hash the file again
+                fh.seek(0)
+                digest = hashlib.file_digest(fh, "sha256").digest()
         cid = ref.get("ref", {}).get("$link") if isinstance(ref.get("ref"), dict) else None
         if not isinstance(cid, str) or ref.get("size") != size:
             raise BlobIntegrityError(
@@ -341,6 +305,17 @@ class PDSBlobStore:
         """The HTTP ``getBlob`` URL of a blob shard id (readable without credentials)."""
         blob = BlobUrl.parse(url)
         return self.client.get_blob_url(blob.did, blob.cid)
+
+    def owns(self, url: str) -> bool:
+        """True for an ``at://{did}/blob/{cid}`` shard id of this client's account."""
+        try:
+            blob = BlobUrl.parse(url)
+        except ValueError:
+            return False
+        return blob.did == self.client.did
+
+    def delete(self, urls: Sequence[str]) -> None:
+        """Nothing to do: the PDS garbage-collects a blob that no record references."""
 
     def supports_streaming(self) -> bool:
         """True: blobs are streamed (and CID-checked), never downloaded whole first."""

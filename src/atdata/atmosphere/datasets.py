@@ -30,6 +30,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import msgpack
 
+from atdata._storage import ShardInfo, VerifiedSource
 from atdata._urls import ReadPolicy, check_publishable, is_aws_endpoint
 from atdata.atmosphere._lexicon import to_record_json
 from atdata.atmosphere.blob_store import PDSBlobStore, StoredBlob
@@ -45,8 +46,6 @@ from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher
 from atdata.atmosphere.uri import AtUri, BlobUrl
 from atdata.dataset import Dataset, SourceLike
 from atdata.dict_sample import DictSample
-from atdata.local.entry import ShardInfo
-from atdata.local.stores.base import VerifiedSource
 from atdata.sample import PackableSample
 from atdata.sources import S3Source, URLSource, expand_urls
 from atdata.writer import write_samples

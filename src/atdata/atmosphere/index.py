@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from atdata._storage import AbstractDataStore, ShardInfo
 from atdata._urls import check_publishable, is_aws_endpoint, private_urls_allowed
 from atdata.atmosphere.blob_store import PDSBlobStore
 from atdata.atmosphere.datasets import (
@@ -46,9 +47,6 @@ from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher, record_to_ty
 from atdata.atmosphere.uri import AtUri
 from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
-from atdata.local.entry import ShardInfo
-from atdata.local.stores.base import DataStore
-from atdata.protocols import AbstractDataStore
 from atdata.sources import expand_urls, local_path
 
 if TYPE_CHECKING:
@@ -317,7 +315,7 @@ class AtmosphereIndex:
                     **fields,
                 )
             except BaseException as exc:  # no record: remove the copies made for it
-                if isinstance(store, DataStore):
+                if store is not None:
                     store.remove_after(exc, urls)
                 raise
         return AtmosphereIndexEntry.from_record(record)
@@ -350,18 +348,15 @@ class AtmosphereIndex:
         store = self._data_store
         if store is None:
             return [file_uri(u) for u in dataset.list_shards()]
-        if isinstance(store, DataStore):
-            return [file_uri(store.url_for(f"{prefix.strip('/')}/shard.tar"))]
-        return None
+        planned = store.planned_url(prefix)
+        return [file_uri(planned)] if planned is not None else None
 
     def _store_urls(self, dataset: Dataset[Any], prefix: str) -> tuple[list[str], list[str] | None]:
         """The shard URLs to publish (copied to the data store, if any) and their SHA-256."""
         store = self._data_store
-        if isinstance(store, DataStore):
+        if store is not None:
             copied = store.copy_shards(dataset, prefix=prefix)
             return [s.url for s in copied], [s.sha256 for s in copied if s.sha256] or None
-        if store is not None:
-            return store.write_shards(dataset, prefix=prefix), None
         return dataset.list_shards(), None
 
     def get_dataset(self, ref: str | AtUri) -> AtmosphereIndexEntry:

@@ -79,11 +79,11 @@ def _interrupted(
 ) -> list[str]:
     """What an interrupted promotion did and did not publish, checked in the account."""
     from atdata.atmosphere.records import SCHEMA_COLLECTION, iter_records
-    from atdata.promote import _already_promoted
+    from atdata.promote import already_promoted
 
     lines = ["interrupted:"]
     try:
-        uri = _already_promoted(client, target, cid) if cid else None
+        uri = already_promoted(client, target, cid) if cid else None
         schemas = [r.uri for r in iter_records(client, SCHEMA_COLLECTION)]
     except Exception as failed:  # the account cannot be read now: say so, and what is known
         lines.append(f"  could not check the account ({failed}); run the same command again")
@@ -285,7 +285,7 @@ def promote(
     from atdata.atmosphere import AtmosphereIndex, PDSBlobStore
     from atdata.atmosphere.records import SCHEMA_COLLECTION, iter_records
     from atdata.local import S3DataStore
-    from atdata.promote import _already_promoted, promote_to_atmosphere
+    from atdata.promote import already_promoted, promote_to_atmosphere
 
     if blobs and copy_to:
         raise CliError("--blobs and --copy-to both say where the shards go", hint="choose one")
@@ -294,7 +294,7 @@ def promote(
     client = load_client()
     target = new_name or entry.name
     try:
-        already = _already_promoted(client, target, entry.cid) if entry.cid else None
+        already = already_promoted(client, target, entry.cid) if entry.cid else None
         if already is not None:
             result = {**_result(client, AtmosphereIndex(client).get_dataset(already)), "new": False}
             if not emit(result, json_output):

@@ -3,14 +3,27 @@
 The index runs on SQLite (the default, nothing to set up), Redis or
 PostgreSQL; shards live on local disk or in any S3-compatible bucket.
 
->>> from atdata.local import LocalIndex, S3DataStore
->>> # store = S3DataStore(credentials="team.env", bucket="datasets-bucket")
->>> # index = LocalIndex(data_store=store)
->>> # index.publish_schema(FeatureSample, version="1.0.0")
->>> # entry = index.insert_dataset(dataset, name="feature-vectors-v1", prefix="features")
+>>> import os, tempfile, atdata
+>>> from atdata.local import LocalDiskStore, LocalIndex
+>>> @atdata.packable
+... class Feature:
+...     label: str
+...     score: float
+>>> root = tempfile.mkdtemp()
+>>> dataset = atdata.write_samples([Feature("a", 0.5), Feature("b", 1.5)], f"{root}/f.tar")
+>>> index = LocalIndex(path=f"{root}/index.db", data_store=LocalDiskStore(f"{root}/shards"))
+>>> entry = index.insert_dataset(dataset, name="feature-vectors-v1", prefix="features")
+>>> entry.shards[0].size == os.path.getsize(dataset.list_shards()[0])
+True
+>>> [f.label for f in index.dataset_for("feature-vectors-v1").ordered()]
+['a', 'b']
+
+A bucket instead of a folder: ``LocalIndex(data_store=S3DataStore(credentials="team.env",
+bucket="datasets-bucket"))``.
 """
 
-from atdata.local.entry import LocalDatasetEntry, ShardInfo
+from atdata._storage import ShardInfo, VerifiedSource
+from atdata.local.entry import LocalDatasetEntry
 from atdata.local.index import Index, LocalIndex, atdata_home, parse_schema_ref, schema_ref
 from atdata.local.providers import (
     EntryExistsError,
@@ -20,7 +33,7 @@ from atdata.local.providers import (
     RedisProvider,
     SqliteProvider,
 )
-from atdata.local.stores import DataStore, LocalDiskStore, S3DataStore, VerifiedSource
+from atdata.local.stores import DataStore, LocalDiskStore, S3DataStore
 
 __all__ = [
     "DataStore",

@@ -10,22 +10,14 @@ from typing import Any
 
 import msgpack
 
+from atdata._storage import ShardInfo
 from atdata.cid import generate_cid
 from atdata.errors import AtdataError
 
-__all__ = ["LocalDatasetEntry", "ShardInfo"]
+__all__ = ["LocalDatasetEntry"]
 
 _MAX_NAME = 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-@dataclass(frozen=True, slots=True)
-class ShardInfo:
-    """One stored shard: its URL, size in bytes and SHA-256 (hex), as recorded when written."""
-
-    url: str
-    size: int | None = None
-    sha256: str | None = None
 
 
 def check_name(name: Any) -> str:
@@ -111,16 +103,14 @@ class LocalDatasetEntry:
         out: dict[str, str | bytes] = {
             "name": self.name,
             "schema_ref": self.schema_ref,
-            "data_urls": msgpack.packb(self.data_urls, use_bin_type=True),
+            "data_urls": _pack(self.data_urls),
             "cid": self.cid,
             "created_at": self.created_at,
         }
         if self.metadata is not None:
-            out["metadata"] = msgpack.packb(self.metadata, use_bin_type=True)
+            out["metadata"] = _pack(self.metadata)
         if self.shards:
-            out["shards"] = msgpack.packb(
-                [[s.size, s.sha256] for s in self.shards], use_bin_type=True
-            )
+            out["shards"] = _pack([[s.size, s.sha256] for s in self.shards])
         return out
 
     @classmethod
@@ -155,6 +145,13 @@ class LocalDatasetEntry:
             raise AtdataError(
                 f"{where}: corrupt index entry ({type(exc).__name__}: {exc})"
             ) from None
+
+
+def _pack(value: Any) -> bytes:
+    packed = msgpack.packb(value, use_bin_type=True)
+    if not isinstance(packed, bytes):  # packb returns bytes; its annotation allows None
+        raise TypeError(f"cannot pack {type(value).__name__}")
+    return packed
 
 
 def _text(value: str | bytes) -> str:

@@ -20,19 +20,19 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atdata._storage import AbstractDataStore, VerifiedSource
 from atdata._versions import FIRST_VERSION, latest_version, next_version
 from atdata.cid import generate_cid
 from atdata.dataset import Dataset, make_source
 from atdata.dict_sample import DictSample
 from atdata.errors import SchemaError
-from atdata.local.entry import LocalDatasetEntry, ShardInfo, check_name
+from atdata.local.entry import LocalDatasetEntry, check_name
 from atdata.local.providers.base import EntryExistsError, IndexProvider
 from atdata.local.providers.postgres import PostgresProvider
 from atdata.local.providers.redis import RedisProvider
 from atdata.local.providers.sqlite import SqliteProvider
-from atdata.local.stores.base import DataStore, VerifiedSource
+from atdata.local.stores.base import DataStore
 from atdata.local.stores.disk import LocalDiskStore
-from atdata.protocols import AbstractDataStore
 from atdata.schema import schema_record, schema_to_type
 from atdata.sources import expand_urls
 
@@ -88,10 +88,18 @@ class Index:
     ``data_store`` receives the shards of :meth:`insert_dataset`; by default a
     :class:`LocalDiskStore` at ``$ATDATA_HOME/data``.
 
-    >>> # index = Index(data_store=S3DataStore(credentials="team.env", bucket="datasets"))
-    >>> # ref = index.publish_schema(FeatureSample, version="1.0.0")
-    >>> # entry = index.insert_dataset(Dataset[FeatureSample]("f.tar"), name="features-v1")
-    >>> # ds = index.dataset_for("features-v1")   # typed, read with the store's credentials
+    >>> import tempfile, atdata
+    >>> @atdata.packable
+    ... class Point:
+    ...     x: int
+    >>> root = tempfile.mkdtemp()
+    >>> index = Index(path=f"{root}/index.db", data_store=LocalDiskStore(f"{root}/shards"))
+    >>> index.publish_schema(Point, version="1.0.0")  # doctest: +ELLIPSIS
+    'atdata://local/sampleSchema/...Point@1.0.0'
+    >>> points = atdata.write_samples([Point(1), Point(2)], f"{root}/points.tar")
+    >>> entry = index.insert_dataset(points, name="points-v1")
+    >>> [p.x for p in index.dataset_for("points-v1").ordered()]  # typed, read with the store's credentials
+    [1, 2]
     """
 
     def __init__(
@@ -113,6 +121,7 @@ class Index:
             raise ValueError(f"pass one of provider, path, redis or dsn, not {' and '.join(given)}")
         if namespace and redis is None:
             raise ValueError("namespace applies to the Redis provider only")
+        self.provider: IndexProvider
         if provider is not None:
             if not isinstance(provider, IndexProvider):
                 raise TypeError(f"provider must be an IndexProvider, not {type(provider).__name__}")
@@ -278,26 +287,20 @@ class Index:
         ref = self._schema_for(dataset, schema_ref)
         store = self._data_store
         limits = {k: v for k, v in (("maxcount", maxcount), ("maxsize", maxsize)) if v is not None}
-        if isinstance(store, DataStore):
-            shards: tuple[ShardInfo, ...] = tuple(
-                store.reshard(
-                    dataset, prefix=prefix or name, sample_type=self._type_of(ref), **limits
-                )
-                if limits
-                else store.copy_shards(
-                    dataset, prefix=prefix or name, sample_type=self._type_of(ref)
-                )
-            )
-            urls = [s.url for s in shards]
+        folder, sample_type = prefix or name, self._type_of(ref)
+        if not limits:
+            copied = store.copy_shards(dataset, prefix=folder, sample_type=sample_type)
+        elif isinstance(store, DataStore):
+            copied = store.reshard(dataset, prefix=folder, sample_type=sample_type, **limits)
         else:
-            urls = store.write_shards(dataset, prefix=prefix or name, **limits)
-            shards = ()
+            raise TypeError(f"{type(store).__name__} cannot re-shard (maxcount, maxsize)")
+        shards = tuple(copied)
+        urls = [s.url for s in shards]
         try:
             entry = LocalDatasetEntry(name, ref, urls, meta, shards)
             self.provider.put_entry(entry, overwrite=overwrite)
         except BaseException as exc:
-            if isinstance(store, DataStore):
-                store.remove_after(exc, urls)
+            store.remove_after(exc, urls)
             raise
         return entry
 
@@ -386,7 +389,7 @@ class Index:
         entry = ref if isinstance(ref, LocalDatasetEntry) else self.get_dataset(ref)
         read_type = sample_type if sample_type is not None else self.decode_schema(entry.schema_ref)
         store = self._data_store
-        if isinstance(store, DataStore) and all(store.owns(u) for u in entry.data_urls):
+        if all(store.owns(u) for u in entry.data_urls):
             source = store.create_source(entry.data_urls)
         else:
             source = make_source(entry.data_urls)

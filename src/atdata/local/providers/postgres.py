@@ -60,7 +60,10 @@ class PostgresProvider(SqlProvider):
     The connection is opened at once, so a wrong DSN fails here with the
     server named; a dropped connection is reopened on the next call.
 
-    >>> # provider = PostgresProvider("postgresql://atdata@db.example:5432/atdata")
+    Example (needs a server)::
+
+        provider = PostgresProvider("postgresql://atdata@db.example:5432/atdata")
+        index = Index(provider)
     """
 
     _placeholder = "%s"
@@ -69,8 +72,8 @@ class PostgresProvider(SqlProvider):
         psycopg = _psycopg()
         self._psycopg = psycopg
         self._integrity_error = psycopg.IntegrityError
-        self.dsn = dsn
-        self.location = f"PostgreSQL index {_describe(dsn)}"
+        self.dsn: str = dsn
+        self.location: str = f"PostgreSQL index {_describe(dsn)}"
         self._lock = threading.Lock()
         self._conn = self._connect()
         with self._transaction() as cur:

@@ -106,7 +106,10 @@ class RedisProvider(IndexProvider):
     client with ``decode_responses=True`` is fine (a bytes client is made from
     its settings). The server is pinged at once, so a wrong address fails here.
 
-    >>> # provider = RedisProvider("redis://redis.example:6379/0", namespace="team-a:")
+    Example (needs a server)::
+
+        provider = RedisProvider("redis://redis.example:6379/0", namespace="team-a:")
+        index = Index(provider)
     """
 
     def __init__(self, client: Any, *, namespace: str = "") -> None:
@@ -122,9 +125,9 @@ class RedisProvider(IndexProvider):
                     connection_class=pool.connection_class, **kwargs
                 )
             )
-        self.client = client
-        self.namespace = namespace
-        self.location = f"Redis index {_describe(client)}" + (
+        self.client: Any = client
+        self.namespace: str = namespace
+        self.location: str = f"Redis index {_describe(client)}" + (
             f" (namespace {namespace!r})" if namespace else ""
         )
         self._cids = f"{namespace}atdata:entry-cids"

@@ -44,8 +44,8 @@ class SqliteProvider(SqlProvider):
     _integrity_error = sqlite3.IntegrityError
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path).expanduser()
-        self.location = f"SQLite index {self.path}"
+        self.path: Path = Path(path).expanduser()
+        self.location: str = f"SQLite index {self.path}"
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

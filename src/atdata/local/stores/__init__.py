@@ -1,10 +1,11 @@
 """Data stores: where a local index keeps shard bytes (local disk, S3-compatible buckets).
 
-Both implement :class:`DataStore` (and so :class:`~atdata.AbstractDataStore`);
+Both derive from :class:`DataStore` (and so from :class:`~atdata.AbstractDataStore`);
 boto3 is imported only when an S3 store first talks to its bucket.
 """
 
-from atdata.local.stores.base import DataStore, HashingReader, VerifiedSource
+from atdata._storage import HashingReader, VerifiedSource
+from atdata.local.stores.base import DataStore
 from atdata.local.stores.disk import LocalDiskStore
 from atdata.local.stores.s3 import S3DataStore, load_credentials
 

@@ -1,37 +1,31 @@
-"""The data store contract: byte-copy shards in, hand out sources that read them back verified."""
+"""The team stores' base class: each shard byte-copied, streaming, to an object at a URL the store names."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import os
-import stat
 import tempfile
-from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import Any
 
 from atdata._shard_check import CheckedStream, MemberCheck, member_checker, stored_type
+from atdata._storage import AbstractDataStore, HashingReader, ShardInfo, tar_size
 from atdata._tar import TarWriter, iter_members, iter_stream_members, map_file
 from atdata.dataset import Dataset
-from atdata.errors import OrphanedDataError, ShardError
-from atdata.local.entry import ShardInfo
+from atdata.errors import ShardError
 from atdata.protocols import DataSource
 from atdata.sample import new_key
 from atdata.sources import redact_url
-from atdata.writer import _closed_size
 
-__all__ = ["DataStore", "HashingReader", "VerifiedSource"]
+__all__ = ["DataStore"]
 
 _SUFFIX = ".msgpack"
-_TAIL = 64 * 1024
-"""A stream closed with at most this much unread (the tar end padding) is drained and checked."""
 
 
-class DataStore(ABC):
-    """Where shard bytes live: implements :class:`~atdata.AbstractDataStore`.
+class DataStore(AbstractDataStore):
+    """A store keeping each shard as one object at a URL it names (local disk, S3).
 
     :meth:`copy_shards` copies every shard byte for byte (sample keys kept,
     nothing decoded), streaming, and records each shard's size and SHA-256.
@@ -40,12 +34,9 @@ class DataStore(ABC):
     """
 
     location: str
+    """Where the store keeps shards (a folder, ``s3://bucket/prefix``)."""
     workers: int = 1
     """How many shards are copied at the same time."""
-
-    def write_shards(self, dataset: Dataset[Any], *, prefix: str, **kwargs: Any) -> list[str]:
-        """Copy the dataset's shards under ``prefix``; return their URLs."""
-        return [s.url for s in self.copy_shards(dataset, prefix=prefix)]
 
     def copy_shards(
         self, dataset: Dataset[Any], *, prefix: str, sample_type: type | None = None
@@ -141,7 +132,7 @@ class DataStore(ABC):
                         or (
                             maxsize is not None
                             and writer.count
-                            and _closed_size(writer.offset, key, size) > maxsize
+                            and tar_size(writer.offset, key + _SUFFIX, size) > maxsize
                         )
                     ):
                         if writer is not None:
@@ -155,26 +146,6 @@ class DataStore(ABC):
             self.remove_after(exc, urls)
             raise
         return stored
-
-    def remove_after(self, exc: BaseException, urls: Sequence[str]) -> None:
-        """Remove ``urls`` after ``exc`` ended a write; if that fails, say what is left behind.
-
-        Raises :class:`~atdata.OrphanedDataError` (from ``exc``) listing the URLs
-        that may remain; for an interrupt, the list is added to it as a note.
-        """
-        try:
-            self.delete(urls)
-        except Exception as cleanup:
-            if isinstance(cleanup, OrphanedDataError):
-                orphaned, reason = cleanup.orphaned, cleanup.reason
-            else:
-                orphaned, reason = list(urls), f"{type(cleanup).__name__}: {cleanup}"
-            if not isinstance(exc, Exception):
-                exc.add_note(f"removing the copies failed ({reason}); left behind: {orphaned}")
-                return
-            raise OrphanedDataError(
-                f"{exc}; removing the copies failed too ({reason})", orphaned
-            ) from exc
 
     def _copy_shard(
         self, source: DataSource, shard_id: str, url: str, check: MemberCheck
@@ -192,7 +163,11 @@ class DataStore(ABC):
         self.verify_written(info)
         return info
 
-    def prepare(self) -> None:  # noqa: B027 - optional hook
+    def planned_url(self, prefix: str) -> str:
+        """The URL of a shard copied under ``prefix`` (its folder and scheme; the file name differs)."""
+        return self.url_for(f"{_clean_prefix(prefix)}/shard.tar")
+
+    def prepare(self) -> None:
         """Check the destination before copying (for example that the bucket exists)."""
 
     @abstractmethod
@@ -206,26 +181,6 @@ class DataStore(ABC):
     @abstractmethod
     def verify_written(self, shard: ShardInfo) -> None:
         """Raise :class:`ShardError` unless ``shard`` is stored with its recorded size."""
-
-    @abstractmethod
-    def delete(self, urls: Sequence[str]) -> None:
-        """Remove stored shards (missing ones are ignored)."""
-
-    @abstractmethod
-    def owns(self, url: str) -> bool:
-        """True when ``url`` names a shard in this store."""
-
-    @abstractmethod
-    def create_source(self, urls: Sequence[str]) -> DataSource:
-        """A source reading these shards of the store, with the store's credentials."""
-
-    @abstractmethod
-    def read_url(self, url: str) -> str:
-        """A URL for ``url`` that readers without the store's credentials can open."""
-
-    def supports_streaming(self) -> bool:
-        """True: shards are read as streams, never downloaded whole first."""
-        return True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
@@ -273,131 +228,3 @@ def _clean_prefix(prefix: str) -> str:
     if not parts or any(p in (".", "..") for p in parts):
         raise ValueError(f"prefix {prefix!r} must name a folder, without '.' or '..' parts")
     return "/".join(parts)
-
-
-class HashingReader(io.RawIOBase):
-    """A read-only, non-seekable view of a stream that counts and hashes what is read."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int | None = -1) -> bytes:
-        data = self._stream.read() if n is None or n < 0 else self._stream.read(n)
-        if data:
-            self._hash.update(data)
-            self.size += len(data)
-        return data or b""
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(memoryview(buffer)))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
-
-    def hexdigest(self) -> str:
-        """The SHA-256 of the bytes read so far."""
-        return self._hash.hexdigest()
-
-
-class _CheckedStream(io.RawIOBase):
-    """Reads a remote shard, checking its size as it goes and its SHA-256 at the end."""
-
-    def __init__(self, stream: IO[bytes], info: ShardInfo, shard_id: str) -> None:
-        self._reader = HashingReader(stream)
-        self._stream = stream
-        self._info = info
-        self._shard = redact_url(shard_id)
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._reader.readinto(buffer)
-        if self._info.size is not None and self._reader.size > self._info.size:
-            raise ShardError(self._shard, f"longer than the {self._info.size} bytes recorded")
-        return n
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            expected = self._info.size
-            remaining = expected - self._reader.size if expected is not None else 0
-            if 0 <= remaining <= _TAIL:  # read to the end (but the tar padding): check it
-                while self._reader.read(_TAIL):
-                    pass
-                self._check()
-        finally:
-            self._stream.close()
-            super().close()
-
-    def _check(self) -> None:
-        info = self._info
-        if info.size is not None and self._reader.size != info.size:
-            raise ShardError(self._shard, f"{self._reader.size} bytes, {info.size} recorded")
-        if info.sha256 is not None and self._reader.hexdigest() != info.sha256:
-            raise ShardError(
-                self._shard,
-                f"SHA-256 {self._reader.hexdigest()} differs from the recorded {info.sha256}",
-            )
-
-
-class VerifiedSource:
-    """A :class:`~atdata.DataSource` that checks shards against their recorded size and SHA-256.
-
-    A local file is hashed the first time it is opened (then memory-mapped as
-    usual; it is hashed again only if it changed); a stream is hashed as it is
-    read and checked when read to the end. A mismatch raises
-    :class:`~atdata.ShardError`.
-    """
-
-    def __init__(self, inner: DataSource, shards: Mapping[str, ShardInfo]) -> None:
-        self.inner = inner
-        self.shards = dict(shards)
-        self._verified: set[tuple[str, int, int, int, int]] = set()
-
-    def list_shards(self) -> list[str]:
-        """The inner source's shards."""
-        return self.inner.list_shards()
-
-    @property
-    def shard_list(self) -> list[str]:
-        """The existing atdata's name of :meth:`list_shards`."""
-        return self.list_shards()
-
-    def open_shard(self, shard_id: str) -> IO[bytes]:
-        """Open a shard of the inner source, checked."""
-        stream = self.inner.open_shard(shard_id)
-        info = self.shards.get(shard_id)
-        if info is None or (info.size is None and info.sha256 is None):
-            return stream
-        try:
-            st = os.fstat(stream.fileno())
-            local = stat.S_ISREG(st.st_mode)
-        except (AttributeError, OSError, io.UnsupportedOperation):
-            local = False
-        if not local:
-            return io.BufferedReader(_CheckedStream(stream, info, shard_id), buffer_size=1 << 20)
-        seen = (shard_id, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if seen in self._verified:
-            return stream
-        try:
-            if info.size is not None and st.st_size != info.size:
-                raise ShardError(redact_url(shard_id), f"{st.st_size} bytes, {info.size} recorded")
-            if info.sha256 is not None:
-                digest = hashlib.file_digest(stream, "sha256").hexdigest()  # type: ignore[arg-type]
-                if digest != info.sha256:
-                    raise ShardError(
-                        redact_url(shard_id),
-                        f"SHA-256 {digest} differs from the recorded {info.sha256}",
-                    )
-                stream.seek(0)
-        except BaseException:
-            stream.close()
-            raise
-        self._verified.add(seen)
-        return stream

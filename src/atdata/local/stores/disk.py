@@ -6,9 +6,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from atdata._storage import HashingReader, ShardInfo
 from atdata.errors import ShardError
-from atdata.local.entry import ShardInfo
-from atdata.local.stores.base import DataStore, HashingReader
+from atdata.local.stores.base import DataStore
 from atdata.protocols import DataSource
 from atdata.sample import new_key
 from atdata.sources import URLSource
@@ -31,8 +31,8 @@ class LocalDiskStore(DataStore):
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).expanduser().resolve()
-        self.location = f"local disk store {self.root}"
+        self.root: Path = Path(root).expanduser().resolve()
+        self.location: str = f"local disk store {self.root}"
 
     def url_for(self, key: str) -> str:
         return str(self.root / key)

@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atdata._storage import HashingReader, ShardInfo
 from atdata.errors import OrphanedDataError, ShardError
-from atdata.local.entry import ShardInfo
-from atdata.local.stores.base import DataStore, HashingReader
+from atdata.local.stores.base import DataStore
 from atdata.protocols import DataSource
 from atdata.sources import S3Source, make_s3_client, redact_url
 
@@ -78,18 +78,18 @@ class S3DataStore(DataStore):
         if not isinstance(bucket, str) or not bucket or "/" in bucket:
             raise ValueError(f"bucket must be a bucket name, not {bucket!r}")
         creds = load_credentials(credentials) if credentials is not None else {}
-        self.bucket = bucket
-        self.endpoint = creds.get("AWS_ENDPOINT") or creds.get("AWS_ENDPOINT_URL")
+        self.bucket: str = bucket
+        self.endpoint: str | None = creds.get("AWS_ENDPOINT") or creds.get("AWS_ENDPOINT_URL")
         self._access_key = creds.get("AWS_ACCESS_KEY_ID")
         self._secret_key = creds.get("AWS_SECRET_ACCESS_KEY")
         if bool(self._access_key) != bool(self._secret_key):
             raise ValueError("S3 credentials need both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        self.region = creds.get("AWS_REGION") or creds.get("AWS_DEFAULT_REGION")
-        self.part_size = part_size
-        self.max_concurrency = max_concurrency
-        self.workers = workers
+        self.region: str | None = creds.get("AWS_REGION") or creds.get("AWS_DEFAULT_REGION")
+        self.part_size: int = part_size
+        self.max_concurrency: int = max_concurrency
+        self.workers: int = workers
         where = redact_url(self.endpoint) if self.endpoint else "AWS"
-        self.location = f"S3 bucket {bucket!r} at {where}"
+        self.location: str = f"S3 bucket {bucket!r} at {where}"
         self._client: Any = None
 
     @property
