@@ -470,7 +470,7 @@ def test_s3_shard_deleted_mid_epoch_is_reported_without_retries(
             if i == 0:  # shard 1 is being prefetched; shard 2 is not fetched yet
                 s3_client.delete_object(Bucket=s3_bucket, Key=Path(gone).name)
     assert seen == list(range(8))
-    assert str(info.value) == f"{gone}: download failed (not retried): S3 NoSuchKey (HTTP 404)"
+    assert str(info.value) == f"{gone}: download failed (not retried): S3 Not Found (HTTP 404)"
 
     s3_client.upload_file(str(tmp_path / "data-000002.tar"), s3_bucket, Path(gone).name)
     fresh = ShardCache(tmp_path / "cache2", retries=2, backoff=0.01)
@@ -484,7 +484,7 @@ def test_s3_shard_deleted_mid_epoch_is_reported_without_retries(
                 s3_client.delete_object(Bucket=s3_bucket, Key=Path(gone).name)
     assert seen == [*range(8), *range(12, 16)]  # the epoch finished without shard 2
     messages = [str(w.message) for w in caught if str(w.message).startswith("skipped")]
-    assert messages == [f"skipped: {gone}: download failed (not retried): S3 NoSuchKey (HTTP 404)"]
+    assert messages == [f"skipped: {gone}: download failed (not retried): S3 Not Found (HTTP 404)"]
 
 
 def test_dataloader_workers_share_the_cache(
