@@ -29,7 +29,7 @@ _EXTRAS = {
     "atmosphere": ["atproto"],
     "torch": ["torch"],
     "dask": ["dask", "distributed"],
-    "cli": ["typer", "rich", "tqdm"],
+    "cli": ["typer", "rich"],
     "appview": ["starlette", "uvicorn", "websockets", "jinja2"],
 }
 
