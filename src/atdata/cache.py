@@ -485,8 +485,16 @@ class Prefetcher:
     order that were not opened yet downloading in a small thread pool. It never
     holds more than ``depth`` shards ahead; ``depth=0`` downloads on demand only.
 
-    >>> # p = Prefetcher(ShardCache(), S3Source.from_urls("s3://b/d-{0..9}.tar"), depth=2)
-    >>> # p.prefetch(p.source.list_shards()); f = p.open("s3://b/d-0.tar")
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for i in range(3):
+    ...     _ = (d / f"d-{i}.tar").write_bytes(b"shard %d" % i)
+    >>> p = Prefetcher(ShardCache(d / "cache"), URLSource(f"{d}/d-{{0..2}}.tar"), depth=2)
+    >>> p.prefetch(p.source.list_shards())  # d-0 and d-1 start downloading
+    >>> with p.open(f"{d}/d-0.tar") as f:  # and now d-2
+    ...     f.read()
+    b'shard 0'
+    >>> p.close()
     """
 
     def __init__(self, cache: ShardCache, source: DataSource, depth: int = 2) -> None:

@@ -26,7 +26,7 @@ from atdata.cli._errors import explain
 
 __all__ = ["app", "run"]
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="atdata",
     help="Typed, sharded datasets: inspect them, publish them to the AT Protocol, "
     "and run a local stack to try it all.",
