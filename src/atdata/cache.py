@@ -425,6 +425,7 @@ class S3Object:
             multipart_chunksize=self.part_size,
             max_concurrency=self.concurrency,
             io_chunksize=_COPY,
+            preferred_transfer_client="classic",  # the CRT client takes no size or ETag given
         )
         known = _KnownObject(size, head.get("ETag"))
         with create_transfer_manager(self.client, config) as manager:
@@ -443,9 +444,8 @@ class _KnownObject:
 
     def on_queued(self, future: Any, **kwargs: Any) -> None:
         meta = future.meta
-        if hasattr(meta, "provide_transfer_size"):  # the CRT transfer asks for itself
-            meta.provide_transfer_size(self.size)
-        if self.etag is not None and hasattr(meta, "provide_object_etag"):
+        meta.provide_transfer_size(self.size)
+        if self.etag is not None and hasattr(meta, "provide_object_etag"):  # older s3transfer: no pin
             meta.provide_object_etag(self.etag)
 
 
