@@ -456,6 +456,20 @@ def test_s3_ranged_download_matches_the_object(
         opener_for(source, f"s3://{s3_bucket}/other")
 
 
+def test_s3_urls_in_a_url_source_download_like_an_s3_source(
+    s3_client: Any, s3_bucket: str, s3_environ: dict[str, str], tmp_path: Path
+) -> None:
+    data = payload(300 * KB)
+    s3_client.put_object(Bucket=s3_bucket, Key="blob", Body=data)
+    url = f"s3://{s3_bucket}/blob"
+    source = URLSource([url])  # the AWS credential chain: here, the exported AWS_* settings
+    opener = opener_for(source, url)
+    assert isinstance(opener, S3Object)  # one retry policy for S3: botocore's, no cache loop
+    assert ShardCache(tmp_path / "c").fetch(url, opener).read_bytes() == data
+    with pytest.raises(KeyError):
+        opener_for(source, f"s3://{s3_bucket}/other")
+
+
 def test_s3_shard_deleted_mid_epoch_is_reported_without_retries(
     s3_client: Any, s3_bucket: str, s3_env: dict[str, str], tmp_path: Path
 ) -> None:
