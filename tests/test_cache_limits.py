@@ -5,7 +5,8 @@ The full disk is real (a 1 MiB tmpfs), 404 and 403 come from the real SeaweedFS
 server (over S3 and over plain HTTP with presigned URLs), and an oversized shard
 is served by a real HTTP server and by SeaweedFS. Requests are counted on the
 wire, by a proxy in front of SeaweedFS that forwards every request (or answers
-503 to the first ``fail`` of them), so a retry inside botocore is counted too.
+503 to the first ``fail`` of them, or cuts the first ``cut`` bodies with a reset),
+so a retry inside botocore or boto3's transfer is counted too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import http.client
 import http.server
 import io
 import os
+import socket
+import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -65,6 +68,7 @@ class Wire:
     env: dict[str, str]
     requests: list[tuple[str, str]] = field(default_factory=list)
     fail: int = 0  # answer this many of the next requests with 503 SlowDown
+    cut: int = 0  # send half the body of this many of the next GETs, then reset the connection
 
     def client(self, **config: Any) -> Any:
         """A boto3 client through the proxy (botocore ``Config`` settings in ``config``)."""
@@ -100,6 +104,8 @@ def wire(s3_env: dict[str, str]) -> Iterator[Wire]:
                 seen.requests.append((self.command, self.path.split("?", 1)[0]))
                 failing = seen.fail > 0
                 seen.fail -= failing
+                cutting = self.command == "GET" and seen.cut > 0 and not failing
+                seen.cut -= cutting
             if failing:
                 self.send_response(503)
                 self.send_header("Content-Type", "application/xml")
@@ -122,7 +128,16 @@ def wire(s3_env: dict[str, str]) -> Iterator[Wire]:
             length = response.getheader("Content-Length") if self.command == "HEAD" else None
             self.send_header("Content-Length", length or str(len(data)))
             self.end_headers()
-            if self.command != "HEAD":
+            if cutting:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                # RST instead of FIN: the client sees a connection reset mid-body
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.connection.close()
+                self.close_connection = True
+            elif self.command != "HEAD":
                 self.wfile.write(data)
 
         do_GET = do_HEAD = do_PUT = handle_one
@@ -277,6 +292,18 @@ def test_s3_errors_are_retried_by_botocore_alone(
     assert str(info.value) == (
         f"s3://{s3_bucket}/b.tar: download failed after 2 tries: S3 Service Unavailable (HTTP 503)"
     )
+
+
+def test_an_s3_body_cut_mid_range_is_asked_for_again_by_the_transfer(
+    wire: Wire, s3_client: Any, s3_bucket: str, tmp_path: Path
+) -> None:
+    data = os.urandom(2 * MB)
+    s3_client.put_object(Bucket=s3_bucket, Key="a.tar", Body=data)
+    obj = S3Object(wire.client(), s3_bucket, "a.tar", part_size=MB, concurrency=1)
+    cache = ShardCache(tmp_path / "cache", retries=4, backoff=0.01)
+    wire.cut = 1
+    assert cache.fetch(f"s3://{s3_bucket}/a.tar", obj).read_bytes() == data
+    assert [m for m, _ in wire.requests] == ["HEAD", "GET", "GET", "GET"]  # 2 ranges, 1 again
 
 
 @pytest.mark.parametrize("fault", ["404", "403"])
