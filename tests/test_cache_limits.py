@@ -294,6 +294,19 @@ def test_s3_errors_are_retried_by_botocore_alone(
     )
 
 
+def test_an_unreachable_s3_endpoint_is_tried_by_botocore_only(
+    wire: Wire, s3_bucket: str, tmp_path: Path
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        wire.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = wire.client(retries={"mode": "standard", "total_max_attempts": 2})
+    cache = ShardCache(tmp_path / "cache", retries=4, backoff=0.01)
+    with pytest.raises(ShardError) as info:
+        cache.fetch(f"s3://{s3_bucket}/a.tar", S3Object(client, s3_bucket, "a.tar"))
+    assert str(info.value) == f"s3://{s3_bucket}/a.tar: download failed: EndpointConnectionError"
+
+
 def test_an_s3_body_cut_mid_range_is_asked_for_again_by_the_transfer(
     wire: Wire, s3_client: Any, s3_bucket: str, tmp_path: Path
 ) -> None:

@@ -325,7 +325,9 @@ class ShardCache:
             ) from None
         if not _retryable(last):
             raise ShardError(shard, f"download failed (not retried): {_reason(last)}") from None
-        made = _attempts(last) or attempt + 1
+        made = _attempts(last) or (attempt + 1 if write_to is None else None)
+        if made is None:  # write_to retried in its own way, and does not say how often
+            raise ShardError(shard, f"download failed: {_reason(last)}") from None
         raise ShardError(
             shard, f"download failed after {made} {'try' if made == 1 else 'tries'}: {_reason(last)}"
         ) from None
