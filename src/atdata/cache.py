@@ -329,7 +329,8 @@ class ShardCache:
         if made is None:  # write_to retried in its own way, and does not say how often
             raise ShardError(shard, f"download failed: {_reason(last)}") from None
         raise ShardError(
-            shard, f"download failed after {made} {'try' if made == 1 else 'tries'}: {_reason(last)}"
+            shard,
+            f"download failed after {made} {'try' if made == 1 else 'tries'}: {_reason(last)}",
         ) from None
 
     # ------------------------------------------------------------------ eviction
@@ -447,7 +448,9 @@ class _KnownObject:
     def on_queued(self, future: Any, **kwargs: Any) -> None:
         meta = future.meta
         meta.provide_transfer_size(self.size)
-        if self.etag is not None and hasattr(meta, "provide_object_etag"):  # older s3transfer: no pin
+        if self.etag is not None and hasattr(
+            meta, "provide_object_etag"
+        ):  # older s3transfer: no pin
             meta.provide_object_etag(self.etag)
 
 
