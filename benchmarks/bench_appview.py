@@ -314,8 +314,9 @@ def _served(store: Any) -> Iterator[str]:
 
 
 def search_rows(quick: bool, tmp: Path) -> list[dict[str, Any]]:
+    from tests.servers.postgres import start_postgres
+
     from atdata.appview import open_store
-    from atdata.stack.postgres import start_postgres
 
     n = 20_000 if quick else 100_000
     k = 200 if quick else 1000

@@ -257,14 +257,14 @@ def _providers(
         return SqliteProvider(os.path.join(tmp, "index.db")), None
 
     def redis() -> tuple[IndexProvider, Any]:
-        from atdata.stack.redis import start_redis
+        from tests.servers.redis import start_redis
 
         server = stack.enter_context(start_redis())
         provider = RedisProvider(server.url)
         return provider, provider.client
 
     def postgres() -> tuple[IndexProvider, Any]:
-        from atdata.stack.postgres import start_postgres
+        from tests.servers.postgres import start_postgres
 
         server = stack.enter_context(start_postgres())
         return PostgresProvider(server.url), None

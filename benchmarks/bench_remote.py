@@ -9,8 +9,9 @@ A SeaweedFS S3 server (``atdata.stack.s3``) runs on loopback with N shards of 15
 * **plain parallel download**: ``get_object().read()`` of every object in a thread pool of
   2, 4 or 8 threads, bytes into memory and dropped. The best of the three is the yardstick;
 * **one object at a time**, three ways to download it into a file: a single streamed GET,
-  atdata's parallel ranged GETs, and boto3's managed ``download_fileobj`` with a
-  ``TransferConfig`` sized for the object.
+  atdata's ``S3Object`` (one HEAD for the size limit, then boto3's managed transfer in
+  16 MiB ranges, 4 at a time), and boto3's ``download_fileobj`` with a ``TransferConfig``
+  sized for the object.
 
 The server, the client and the reader share this machine's cores, so these numbers are a
 floor for a real network, where requests wait on latency rather than on CPU.
@@ -136,7 +137,7 @@ def object_downloads(client: Any, bucket: str, keys: list[str], out: Path) -> di
 
     return {
         "single streamed GET": single,
-        "ranged GETs, 16 MiB x 4 (atdata)": ranged,
+        "S3Object, 16 MiB x 4 (atdata)": ranged,
         f"download_fileobj, {part >> 20} MiB x 8": fileobj,
     }
 

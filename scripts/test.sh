@@ -54,10 +54,11 @@ fi
 
 # 4. Server binaries the suite starts (found the same way the launchers find them).
 missing=()
-"$PY" -c 'from atdata.stack.redis import find_redis_server; find_redis_server()' 2>/dev/null \
-  || missing+=(redis-server)
-"$PY" -c 'from atdata.stack.postgres import find_pg_bindir; find_pg_bindir()' 2>/dev/null \
-  || missing+=(postgresql)
+# The Redis and PostgreSQL launchers are test code (tests/servers), not part of the package.
+PYTHONPATH=tests "$PY" -c 'from servers.redis import find_redis_server; find_redis_server()' \
+  2>/dev/null || missing+=(redis-server)
+PYTHONPATH=tests "$PY" -c 'from servers.postgres import find_pg_bindir; find_pg_bindir()' \
+  2>/dev/null || missing+=(postgresql)
 # The AppView page tests drive Debian's Chromium through Playwright (never `playwright install`).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -106,7 +106,7 @@ def s3_bucket(s3_client: Any) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalServer]:
     """The session's Redis server (``.url`` is ``redis://127.0.0.1:<port>/0``)."""
-    from atdata.stack.redis import start_redis
+    from servers.redis import start_redis
 
     server = _start("Redis", start_redis)
     yield server
@@ -131,7 +131,7 @@ def redis_client(redis_server: LocalServer) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[LocalServer]:
     """The session's PostgreSQL server (``.url`` is the DSN of database ``atdata_test``)."""
-    from atdata.stack.postgres import start_postgres
+    from servers.postgres import start_postgres
 
     server = _start("PostgreSQL", start_postgres)
     yield server

@@ -456,6 +456,20 @@ def test_s3_ranged_download_matches_the_object(
         opener_for(source, f"s3://{s3_bucket}/other")
 
 
+def test_s3_urls_in_a_url_source_download_like_an_s3_source(
+    s3_client: Any, s3_bucket: str, s3_environ: dict[str, str], tmp_path: Path
+) -> None:
+    data = payload(300 * KB)
+    s3_client.put_object(Bucket=s3_bucket, Key="blob", Body=data)
+    url = f"s3://{s3_bucket}/blob"
+    source = URLSource([url])  # the AWS credential chain: here, the exported AWS_* settings
+    opener = opener_for(source, url)
+    assert isinstance(opener, S3Object)  # one retry policy for S3: botocore's, no cache loop
+    assert ShardCache(tmp_path / "c").fetch(url, opener).read_bytes() == data
+    with pytest.raises(KeyError):
+        opener_for(source, f"s3://{s3_bucket}/other")
+
+
 def test_s3_shard_deleted_mid_epoch_is_reported_without_retries(
     s3_client: Any, s3_bucket: str, s3_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -470,7 +484,7 @@ def test_s3_shard_deleted_mid_epoch_is_reported_without_retries(
             if i == 0:  # shard 1 is being prefetched; shard 2 is not fetched yet
                 s3_client.delete_object(Bucket=s3_bucket, Key=Path(gone).name)
     assert seen == list(range(8))
-    assert str(info.value) == f"{gone}: download failed (not retried): S3 NoSuchKey (HTTP 404)"
+    assert str(info.value) == f"{gone}: download failed (not retried): S3 Not Found (HTTP 404)"
 
     s3_client.upload_file(str(tmp_path / "data-000002.tar"), s3_bucket, Path(gone).name)
     fresh = ShardCache(tmp_path / "cache2", retries=2, backoff=0.01)
@@ -484,7 +498,7 @@ def test_s3_shard_deleted_mid_epoch_is_reported_without_retries(
                 s3_client.delete_object(Bucket=s3_bucket, Key=Path(gone).name)
     assert seen == [*range(8), *range(12, 16)]  # the epoch finished without shard 2
     messages = [str(w.message) for w in caught if str(w.message).startswith("skipped")]
-    assert messages == [f"skipped: {gone}: download failed (not retried): S3 NoSuchKey (HTTP 404)"]
+    assert messages == [f"skipped: {gone}: download failed (not retried): S3 Not Found (HTTP 404)"]
 
 
 def test_dataloader_workers_share_the_cache(

@@ -424,7 +424,7 @@ def test_connection_failures_name_the_server(tmp_path: Path) -> None:
 
 
 def test_server_lost_after_connecting() -> None:
-    from atdata.stack.redis import start_redis
+    from servers.redis import start_redis
 
     server = start_redis()
     try:
@@ -437,7 +437,7 @@ def test_server_lost_after_connecting() -> None:
 
 
 def test_postgres_lost_after_connecting() -> None:
-    from atdata.stack.postgres import start_postgres
+    from servers.postgres import start_postgres
 
     server = start_postgres()
     try:

@@ -1,4 +1,4 @@
-"""Tests of the local server launchers in ``atdata.stack`` and of the server fixtures."""
+"""Tests of the local server launchers (``atdata.stack``; Redis and PostgreSQL in ``tests/servers``) and of the server fixtures."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from atdata.stack._base import LocalServer, spawn, wait_until
-from atdata.stack.postgres import start_postgres
-from atdata.stack.redis import start_redis
 from atdata.stack.s3 import find_weed, s3_client, start_s3
+from servers.postgres import start_postgres
+from servers.redis import start_redis
 
 
 def _port_open(port: int) -> bool:

@@ -11,10 +11,18 @@ the others wait, and readers hold a shared lock so an open entry is never
 evicted. :class:`Prefetcher` downloads the next shards of an iteration order
 in a few threads while the current one is read.
 
+One retry policy per transport. A streamed download (HTTP, or any
+``DataSource.open_shard``) is retried by the cache, with exponential backoff.
+An S3 object is downloaded by boto3's managed transfer (:class:`S3Object`):
+botocore retries each request as the client's retry configuration says
+(:func:`~atdata.sources.make_s3_client`: standard mode, up to 5 retries), and the
+cache adds no loop of its own. A mirrored shard falls to its next location
+instead of retrying (:class:`~atdata.MirroredSource`).
+
 What no retry can fix is reported at once, never retried: a shard that does
-not exist or may not be read (HTTP or S3 404, 403), a full disk (named as
-such, with the cache directory), and a shard larger than ``max_shard_bytes``
-(one download is bounded; the rest of it is never fetched).
+not exist or may not be read (HTTP or S3 400, 401, 403, 404, 410), a full disk
+(named as such, with the cache directory), and a shard larger than
+``max_shard_bytes`` (one download is bounded; the rest of it is never fetched).
 
 >>> import io, tempfile
 >>> cache = ShardCache(tempfile.mkdtemp(), max_bytes=2**20)
@@ -43,7 +51,7 @@ from typing import IO, Any
 from atdata._locations import NoValidLocationError
 from atdata.errors import PrivateURLError, ShardError, ShardUnavailableError
 from atdata.protocols import DataSource
-from atdata.sources import S3Source, redact_url
+from atdata.sources import S3Source, URLSource, redact_url
 
 __all__ = ["Prefetcher", "S3Object", "ShardCache", "default_cache_dir", "opener_for"]
 
@@ -86,12 +94,24 @@ def _retryable(exc: BaseException) -> bool:
     return _status(exc) not in _NO_RETRY_STATUS
 
 
+def _attempts(exc: BaseException) -> int | None:
+    """How many requests botocore made before it gave up (an S3 ``ClientError``), if known."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        retried = response.get("ResponseMetadata", {}).get("RetryAttempts")
+        return int(retried) + 1 if retried is not None else None
+    return None
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ShardError):
         return str(exc).rpartition(": ")[2] or type(exc).__name__
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code", "error")
+        error = response.get("Error", {})
+        code = str(error.get("Code", "error"))
+        if code.isdigit():  # a HEAD has no error body: botocore names the status only
+            code = str(error.get("Message") or code)
         status = _status(exc)
         return f"S3 {code}" + (f" (HTTP {status})" if status else "")
     if isinstance(exc, _Refused):
@@ -138,11 +158,14 @@ class _Pinned(io.FileIO):
 class ShardCache:
     """Remote shards kept as local files under ``root``, at most ``max_bytes`` of them.
 
-    ``fetch`` downloads a shard once (retrying transient errors ``retries``
-    times with exponential backoff from ``backoff`` seconds) and returns its
-    local path; ``open`` also pins it against eviction until the file is closed.
-    One download is at most ``max_shard_bytes`` (default 8 GiB); a missing or
-    forbidden shard, a full disk and a larger shard are reported without retrying.
+    ``fetch`` downloads a shard once and returns its local path; ``open`` also
+    pins it against eviction until the file is closed. A streamed download
+    (HTTP) that fails for a transient reason is tried again ``retries`` times,
+    with exponential backoff from ``backoff`` seconds; an opener that downloads
+    by itself (``write_to``: S3, mirrored shards) is tried once, as it retries
+    in its own way. One download is at most ``max_shard_bytes`` (default 8 GiB);
+    a missing or forbidden shard, a full disk and a larger shard are reported
+    without retrying.
 
     >>> import io, tempfile
     >>> cache = ShardCache(tempfile.mkdtemp())
@@ -164,11 +187,11 @@ class ShardCache:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
         if max_shard_bytes <= 0:
             raise ValueError(f"max_shard_bytes must be positive, not {max_shard_bytes}")
-        self.root = Path(root) if root is not None else default_cache_dir()
-        self.max_bytes = max_bytes
-        self.max_shard_bytes = max_shard_bytes
-        self.retries = retries
-        self.backoff = backoff
+        self.root: Path = Path(root) if root is not None else default_cache_dir()
+        self.max_bytes: int = max_bytes
+        self.max_shard_bytes: int = max_shard_bytes
+        self.retries: int = retries
+        self.backoff: float = backoff
 
     def __repr__(self) -> str:
         return f"ShardCache({str(self.root)!r}, max_bytes={self.max_bytes})"
@@ -228,7 +251,8 @@ class ShardCache:
     def fetch(self, shard_id: str, opener: Opener) -> Path:
         """The local path of ``shard_id``, downloaded through ``opener()`` if not cached yet.
 
-        An opener with a ``write_to(file)`` method (:class:`S3Object`) writes the file itself.
+        An opener with a ``write_to(file, max_bytes)`` method (:class:`S3Object`) writes the
+        file itself and is called once; a plain opener is retried (``retries``, ``backoff``).
 
         Raises :class:`~atdata.ShardError` naming the (redacted) URL when every try failed.
         """
@@ -262,8 +286,10 @@ class ShardCache:
     def _download(self, shard_id: str, opener: Opener, path: Path) -> None:
         for stale in self.root.glob(path.stem + ".*.part"):  # a crashed download; we hold the lock
             stale.unlink(missing_ok=True)
+        write_to: Callable[..., int] | None = getattr(opener, "write_to", None)
+        tries = 1 if write_to is not None else self.retries + 1  # write_to retries by itself
         last: BaseException | None = None
-        for attempt in range(self.retries + 1):
+        for attempt in range(tries):
             if attempt:
                 delay = self.backoff * 2 ** (attempt - 1)
                 time.sleep(min(delay * random.uniform(0.5, 1.0), 30.0))
@@ -271,7 +297,6 @@ class ShardCache:
             try:
                 fd, tmp = tempfile.mkstemp(dir=self.root, prefix=path.stem + ".", suffix=".part")
                 with os.fdopen(fd, "wb") as out:
-                    write_to = getattr(opener, "write_to", None)
                     if write_to is not None:
                         write_to(out, max_bytes=self.max_shard_bytes)
                     else:
@@ -300,8 +325,13 @@ class ShardCache:
             ) from None
         if not _retryable(last):
             raise ShardError(shard, f"download failed (not retried): {_reason(last)}") from None
-        tries = f"{attempt + 1} {'try' if attempt == 0 else 'tries'}"
-        raise ShardError(shard, f"download failed after {tries}: {_reason(last)}") from None
+        made = _attempts(last) or (attempt + 1 if write_to is None else None)
+        if made is None:  # write_to retried in its own way, and does not say how often
+            raise ShardError(shard, f"download failed: {_reason(last)}") from None
+        raise ShardError(
+            shard,
+            f"download failed after {made} {'try' if made == 1 else 'tries'}: {_reason(last)}",
+        ) from None
 
     # ------------------------------------------------------------------ eviction
 
@@ -351,11 +381,16 @@ class ShardCache:
 class S3Object:
     """One S3 object to download: ``obj()`` streams it; ``obj.write_to(file)`` is faster.
 
-    ``write_to`` fetches ``part_size`` ranges with ``concurrency`` parallel GETs and
-    writes each where it belongs in the file, through a small buffer (no large
-    allocations, no reordering). :class:`ShardCache` uses it when an opener has it.
+    ``write_to`` asks for the object's size (one HEAD), refuses it if larger than
+    ``max_bytes``, then hands it to boto3's managed transfer: ``concurrency``
+    parallel ranged GETs of ``part_size`` bytes, every range pinned to the ETag
+    the HEAD saw. Retries are boto3's: botocore's per request (the client's retry
+    configuration), and the transfer's for a body that breaks off mid-range.
+    :class:`ShardCache` uses it when an opener has it.
 
-    >>> # S3Object(boto3.client("s3"), "bucket", "data-000000.tar").write_to(open("x.tar", "wb"))
+    >>> obj = S3Object(None, "bucket", "data-000000.tar", part_size=8 << 20)
+    >>> obj.bucket, obj.key, obj.part_size, obj.concurrency
+    ('bucket', 'data-000000.tar', 8388608, 4)
     """
 
     def __init__(
@@ -367,67 +402,67 @@ class S3Object:
         part_size: int = 16 << 20,
         concurrency: int = 4,
     ) -> None:
-        self.client, self.bucket, self.key = client, bucket, key
-        self.part_size, self.concurrency = part_size, concurrency
+        self.client: Any = client  # a boto3 S3 client
+        self.bucket: str = bucket
+        self.key: str = key
+        self.part_size: int = part_size
+        self.concurrency: int = concurrency
 
     def __call__(self) -> IO[bytes]:
         body: IO[bytes] = self.client.get_object(Bucket=self.bucket, Key=self.key)["Body"]
         return body
 
-    def _get(self, start: int, end: int) -> Any:
-        return self.client.get_object(
-            Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{end - 1}"
-        )
-
     def write_to(self, file: IO[bytes], max_bytes: int | None = None) -> int:
-        """Download the object into ``file`` (a real file) with parallel ranged GETs; return its size.
+        """Download the object into ``file`` (a real, seekable file); return its size.
 
-        An object larger than ``max_bytes`` is refused after the first GET, which tells its size.
+        An object larger than ``max_bytes`` is refused before any of it is fetched.
         """
-        fd = file.fileno()
-        first = self._get(0, self.part_size)
-        total = int(first.get("ContentRange", "/").rpartition("/")[2] or first["ContentLength"])
-        if max_bytes is not None and total > max_bytes:
-            first["Body"].close()
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+        head = self.client.head_object(Bucket=self.bucket, Key=self.key)
+        size = int(head["ContentLength"])
+        if max_bytes is not None and size > max_bytes:
             raise _Refused(_too_large(max_bytes))
-        ranges = [
-            (a, min(a + self.part_size, total))
-            for a in range(self.part_size, total, self.part_size)
-        ]
+        config = TransferConfig(
+            multipart_threshold=self.part_size,
+            multipart_chunksize=self.part_size,
+            max_concurrency=self.concurrency,
+            io_chunksize=_COPY,
+            preferred_transfer_client="classic",  # the CRT client takes no size or ETag given
+        )
+        known = _KnownObject(size, head.get("ETag"))
+        with create_transfer_manager(self.client, config) as manager:
+            manager.download(self.bucket, self.key, file, subscribers=[known]).result()
+        return size
 
-        def fetch(start: int, end: int, response: Any = None) -> None:
-            body = (response or self._get(start, end))["Body"]
-            offset = start
-            for chunk in body.iter_chunks(_COPY):
-                view = memoryview(chunk)
-                if offset + len(view) > end:
-                    raise OSError(f"the server sent more than the {end - start} bytes asked for")
-                while view:
-                    written = os.pwrite(fd, view, offset)
-                    offset += written
-                    view = view[written:]
-            if offset != end:
-                raise OSError(f"short read: {offset - start} of {end - start} bytes")
 
-        if not ranges:
-            fetch(0, total, first)
-            return total
-        with ThreadPoolExecutor(min(self.concurrency, len(ranges))) as pool:
-            parts = [pool.submit(fetch, a, b) for a, b in ranges]
-            try:
-                fetch(0, self.part_size, first)
-                for part in parts:
-                    part.result()
-            except BaseException:
-                for part in parts:
-                    part.cancel()
-                raise
-        return total
+class _KnownObject:
+    """A transfer subscriber telling boto3 the size and ETag our HEAD found: it asks no
+    second time, downloads exactly the size checked, and every ranged GET fails if the
+    object changed since (``If-Match``)."""
+
+    def __init__(self, size: int, etag: str | None) -> None:
+        self.size = size
+        self.etag = etag
+
+    def on_queued(self, future: Any, **kwargs: Any) -> None:
+        meta = future.meta
+        meta.provide_transfer_size(self.size)
+        if self.etag is not None and hasattr(
+            meta, "provide_object_etag"
+        ):  # older s3transfer: no pin
+            meta.provide_object_etag(self.etag)
 
 
 def opener_for(source: DataSource, shard_id: str) -> Opener:
-    """How to download one shard of ``source``: an :class:`S3Object` for S3, the source's own
-    ``fetcher`` when it has one (a :class:`~atdata.MirroredSource`), else ``open_shard``."""
+    """How to download one shard of ``source``: an :class:`S3Object` for an S3 object, the
+    source's own ``fetcher`` when it has one (a :class:`~atdata.MirroredSource`), else
+    ``open_shard``.
+
+    >>> opener = opener_for(URLSource("https://example.org/a.tar"), "https://example.org/a.tar")
+    >>> isinstance(opener, S3Object)
+    False
+    """
     fetcher = getattr(source, "fetcher", None)
     if fetcher is not None:
         return fetcher(shard_id)  # type: ignore[no-any-return]
@@ -436,6 +471,11 @@ def opener_for(source: DataSource, shard_id: str) -> Opener:
         if not shard_id.startswith("s3://") or bucket != source.bucket or key not in source.keys:
             raise KeyError(f"{shard_id!r} is not a shard of this source")
         return S3Object(source.client, bucket, key)  # the client is made here: not thread-safe
+    if isinstance(source, URLSource) and shard_id.startswith("s3://") and not source.s3_endpoint:
+        if shard_id not in source.list_shards():
+            raise KeyError(f"{shard_id!r} is not a shard of this source")
+        bucket, _, key = shard_id[len("s3://") :].partition("/")
+        return S3Object(S3Source(bucket, [key]).client, bucket, key)  # the AWS credential chain
     return lambda: source.open_shard(shard_id)
 
 
@@ -450,8 +490,16 @@ class Prefetcher:
     order that were not opened yet downloading in a small thread pool. It never
     holds more than ``depth`` shards ahead; ``depth=0`` downloads on demand only.
 
-    >>> # p = Prefetcher(ShardCache(), S3Source.from_urls("s3://b/d-{0..9}.tar"), depth=2)
-    >>> # p.prefetch(p.source.list_shards()); f = p.open("s3://b/d-0.tar")
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for i in range(3):
+    ...     _ = (d / f"d-{i}.tar").write_bytes(b"shard %d" % i)
+    >>> p = Prefetcher(ShardCache(d / "cache"), URLSource(f"{d}/d-{{0..2}}.tar"), depth=2)
+    >>> p.prefetch(p.source.list_shards())  # d-0 and d-1 start downloading
+    >>> with p.open(f"{d}/d-0.tar") as f:  # and now d-2
+    ...     f.read()
+    b'shard 0'
+    >>> p.close()
     """
 
     def __init__(self, cache: ShardCache, source: DataSource, depth: int = 2) -> None:

@@ -9,25 +9,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
-from atdata.cli import (
-    appview,
-    croissant,
-    datasets,
-    diagnose,
-    index,
-    login,
-    mirror,
-    publish,
-    schema,
-    stack,
-)
+import atdata.cli.appview as appview
+import atdata.cli.croissant as croissant
+import atdata.cli.datasets as datasets
+import atdata.cli.diagnose as diagnose
+import atdata.cli.index as index
+import atdata.cli.login as login
+import atdata.cli.mirror as mirror
+import atdata.cli.publish as publish
+import atdata.cli.schema as schema
+import atdata.cli.stack as stack
 from atdata.cli._common import CliError, err, settings
 from atdata.cli._errors import explain
 
 __all__ = ["app", "run"]
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="atdata",
     help="Typed, sharded datasets: inspect them, publish them to the AT Protocol, "
     "and run a local stack to try it all.",
@@ -134,7 +133,9 @@ def _flags(ctx: typer.Context) -> frozenset[str]:
 
     group = ctx.command
     root = {o for p in group.params for o in _names(p) if o.startswith("--")}
-    sub = group.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    sub = None
+    if isinstance(group, TyperGroup) and ctx.invoked_subcommand:
+        sub = group.get_command(ctx, ctx.invoked_subcommand)
     return frozenset(root | (options(sub) if sub is not None else set()))
 
 

@@ -7,7 +7,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
@@ -212,7 +212,7 @@ def load_login() -> dict[str, Any]:
         data = json.loads(meta.read_text())
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, Mapping) else {}
+    return data if isinstance(data, dict) else {}
 
 
 def load_client(required: bool = True) -> Any:

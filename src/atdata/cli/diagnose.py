@@ -29,7 +29,7 @@ _EXTRAS = {
     "atmosphere": ["atproto"],
     "torch": ["torch"],
     "dask": ["dask", "distributed"],
-    "cli": ["typer", "rich", "tqdm"],
+    "cli": ["typer", "rich"],
     "appview": ["starlette", "uvicorn", "websockets", "jinja2"],
 }
 
@@ -120,7 +120,7 @@ def _s3() -> str:
     return f"{where}: {len(buckets)} bucket(s) (key {_secret(os.environ.get('AWS_ACCESS_KEY_ID'))})"
 
 
-def _http_ok(url: str, what: str) -> Callable[[], str]:
+def _http_ok(url: str) -> Callable[[], str]:
     def check() -> str:
         import httpx
 
@@ -235,7 +235,7 @@ def run_checks() -> list[dict[str, str]]:
         checks.add("PDS", "skip", "ATDATA_PDS_URL unset (the default is https://bsky.social)")
     plc = os.environ.get("ATDATA_PLC_URL")
     if plc:
-        checks.run("PLC directory", _http_ok(plc.rstrip("/") + "/_health", "PLC"))
+        checks.run("PLC directory", _http_ok(plc.rstrip("/") + "/_health"))
     appview = os.environ.get("ATDATA_APPVIEW_URL")
     if appview:
         checks.run("AppView", lambda: _appview(appview))

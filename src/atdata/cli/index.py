@@ -10,7 +10,7 @@ from atdata.cli._common import JsonOpt, default_index, emit, human_size, out, ta
 
 __all__ = ["app", "entry_row"]
 
-app = typer.Typer(help="Dataset indexes: list what they hold.", no_args_is_help=True)
+app: typer.Typer = typer.Typer(help="Dataset indexes: list what they hold.", no_args_is_help=True)
 
 
 def entry_row(entry: Any) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def login(
     if not handle:
         if not sys.stdin.isatty():
             raise CliError("no handle given", hint="atdata login HANDLE (or set ATDATA_HANDLE)")
-        handle = typer.prompt("Handle")
+        handle = str(typer.prompt("Handle"))
     password = read_password()
     session, meta = session_paths()
     pending = session.with_name(".session.pending")

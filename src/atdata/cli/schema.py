@@ -12,7 +12,7 @@ from atdata.cli._common import CliError, JsonOpt, default_index, emit, out, sche
 
 __all__ = ["app", "field_rows"]
 
-app = typer.Typer(help="Sample schemas: list them, show one.", no_args_is_help=True)
+app: typer.Typer = typer.Typer(help="Sample schemas: list them, show one.", no_args_is_help=True)
 
 
 def field_rows(record: Mapping[str, Any], decoded: type | None) -> list[dict[str, Any]]:

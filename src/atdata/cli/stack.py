@@ -29,7 +29,7 @@ from atdata.cli._common import CliError, JsonOpt, atdata_home, emit, err, out, w
 
 __all__ = ["app", "stack_status"]
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     help="A local S3 store and ATProto PDS (no Docker): up, down, status, env.",
     no_args_is_help=True,
 )

@@ -1,4 +1,4 @@
-"""Local servers for trying atdata and for its tests: an S3 store, Redis, PostgreSQL, a PDS, an AppView.
+"""Local servers for trying atdata and for its tests: an S3 store, a PDS, an AppView.
 
 Each launcher starts a real server on free loopback ports with a temporary data
 directory and returns a :class:`LocalServer` handle; nothing touches a user's

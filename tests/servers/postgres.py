@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server on loopback (the system server binaries).
+"""A throwaway PostgreSQL server on loopback (the system server binaries), for the tests.
 
 ``initdb`` creates a cluster in a temporary directory with trust authentication,
 the server listens on 127.0.0.1 at a free port with its unix socket inside that

@@ -1,4 +1,4 @@
-"""A throwaway Redis server on loopback (the system ``redis-server`` binary)."""
+"""A throwaway Redis server on loopback (the system ``redis-server`` binary), for the tests."""
 
 from __future__ import annotations
 
