@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from atdata.atmosphere._errors import InvalidRecordError
 from atdata.atmosphere._lexicon import LexiconValidationError, validate_record
-from atdata.atmosphere.client import AtmosphereError
 from atdata.atmosphere.uri import AtUri
 
 if TYPE_CHECKING:
@@ -43,10 +43,6 @@ __all__ = [
 SCHEMA_COLLECTION = "ac.foundation.dataset.sampleSchema"
 DATASET_COLLECTION = "ac.foundation.dataset.record"
 LENS_COLLECTION = "ac.foundation.dataset.lens"
-
-
-class InvalidRecordError(AtmosphereError, ValueError):
-    """A record does not match atdata's lexicon for its collection (the URI is named)."""
 
 
 class Record(dict[str, Any]):
