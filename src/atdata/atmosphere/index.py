@@ -308,9 +308,10 @@ class AtmosphereIndex:
             urls, digests = self._store_urls(dataset, folder)
             try:
                 urls = [file_uri(u) for u in urls]  # a local path goes into a record as file://
-                record = self._publisher.publish_urls_record(
+                record = self._publisher.publish_record(
                     urls,
-                    schema,
+                    storage="external",
+                    schema_uri=schema,
                     sha256=digests,
                     endpoint=store_endpoint(store, urls),
                     require_public_urls=require,
