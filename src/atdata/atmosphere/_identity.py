@@ -4,7 +4,7 @@ The ``atproto`` SDK does the protocol work: ``did:plc`` documents are fetched by
 PLC resolver (from ``https://plc.directory`` unless told otherwise, e.g. a local
 directory in tests), handles' DNS ``_atproto`` TXT records are read by its handle
 resolver, and a document's PDS and signing key are read by its ``DidDocument``.
-The SDK is imported on first use, so reading blobs needs only ``httpx``.
+The SDK (``pip install 'atdata[atmosphere]'``) is imported on first use.
 
 Kept here, and why:
 
