@@ -21,7 +21,7 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol, TypeAlias
 
 import httpx
 import libipld
@@ -35,7 +35,9 @@ from atdata.atmosphere.uri import BlobUrl
 from atdata.errors import PrivateURLError, ShardError
 
 __all__ = [
+    "BinaryReadable",
     "BlobCalls",
+    "BlobData",
     "BlobIntegrityError",
     "BlobNotFoundError",
     "BlobSource",
@@ -455,13 +457,30 @@ class BlobSource:
         self._pid = os.getpid()
 
 
+class BinaryReadable(Protocol):
+    """A binary file, or anything with its ``read``, ``seek`` and ``tell``.
+
+    An upload from a file that cannot seek (a pipe) is sent once, never retried.
+    """
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+
+BlobData: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryReadable
+"""What :meth:`BlobCalls.upload_blob` sends: bytes, a file path or a binary file."""
+
+
 class _BlobBody:
     """What to upload: a size (if known), a name for messages, and a way to (re)read it."""
 
     def __init__(
-        self, data: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes]
+        self, data: BlobData
     ) -> None:
-        self._file: IO[bytes] | None = None
+        self._file: BinaryReadable | None = None
         self._path: Path | None = None
         self._bytes: bytes | None = None
         self._start = 0
@@ -507,7 +526,7 @@ class _BlobBody:
                 yield chunk
 
     @staticmethod
-    def _read_file(fh: IO[bytes]) -> Iterator[bytes]:
+    def _read_file(fh: BinaryReadable) -> Iterator[bytes]:
         while chunk := fh.read(1 << 20):
             yield chunk
 
@@ -540,7 +559,7 @@ class BlobCalls(XrpcSession):
 
     def upload_blob(
         self,
-        data: bytes | bytearray | memoryview | str | os.PathLike[str] | IO[bytes],
+        data: BlobData,
         mime_type: str = "application/x-tar",
     ) -> dict[str, Any]:
         """Upload a blob and return its ref ``{"$type": "blob", "ref": {"$link": cid}, "mimeType", "size"}``.

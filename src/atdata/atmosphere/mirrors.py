@@ -8,9 +8,11 @@ makes one; :func:`open_mirrored` reads a dataset from the first location of each
 shard that serves the original's bytes (the original first, then the mirrors),
 through :class:`~atdata.MirroredSource`.
 
-    >>> # rec = mirror_dataset("at://did:plc:alice/ac.foundation.dataset.record/3k...", client_b)
-    >>> # ds = atdata.load_dataset("at://did:plc:alice/ac.foundation.dataset.record/3k...",
-    >>> #                          split="train", mirrors=[rec.uri])
+Example::
+
+    rec = mirror_dataset("at://did:plc:alice/ac.foundation.dataset.record/3k...", client_b)
+    ds = atdata.load_dataset("at://did:plc:alice/ac.foundation.dataset.record/3k...",
+                             split="train", mirrors=[rec.uri])
 """
 
 from __future__ import annotations
