@@ -153,7 +153,7 @@ class AppViewClient:
         url = url or default_appview_url()
         if not url:
             raise AppViewError("no AppView configured: pass its URL or set ATDATA_APPVIEW_URL")
-        self.url = url.rstrip("/")
+        self.url: str = url.rstrip("/")
         self._http = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def close(self) -> None:

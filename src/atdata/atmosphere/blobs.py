@@ -107,7 +107,7 @@ class VerifiedBlobStream(io.RawIOBase):
         self._eof = False
         self._received = 0
         self._on_close = on_close
-        self.verified = False
+        self.verified: bool = False
 
     def readable(self) -> bool:
         return True
@@ -274,11 +274,11 @@ class BlobSource:
             trusted = [] if client is None else client.own_pds_urls
             policy = ReadPolicy.make(allow_private_urls, trusted=trusted)
         self.policy = policy
-        self.blobs = [_blob_from_item(item, i) for i, item in enumerate(blobs)]
+        self.blobs: list[BlobUrl] = [_blob_from_item(item, i) for i, item in enumerate(blobs)]
         self._ids = [str(b) for b in self.blobs]
         self._by_id = dict(zip(self._ids, self.blobs))
         self.client = client
-        self.plc_url = plc_url if plc_url is not None else getattr(client, "plc_url", None)
+        self.plc_url: str | None = plc_url if plc_url is not None else getattr(client, "plc_url", None)
         self.verify = verify
         self.timeout = timeout
         self._pds: dict[str, str] = {}

@@ -201,7 +201,7 @@ class AtmosphereIndex:
     ) -> None:
         self.client = client
         self._data_store = data_store
-        self.allow_private_urls = private_urls_allowed(allow_private_urls)
+        self.allow_private_urls: bool = private_urls_allowed(allow_private_urls)
         self.require_public_urls = require_public_urls
         self._schemas = SchemaLoader(client)
         self._datasets = DatasetLoader(client)

@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 MIRROR_COLLECTION = "ac.foundation.dataset.mirror"
-log = logging.getLogger("atdata.mirrors")
+log: logging.Logger = logging.getLogger("atdata.mirrors")
 
 
 class MirrorError(AtdataError):
@@ -72,7 +72,7 @@ class MirrorError(AtdataError):
         if orphans:
             message += "; these copies could not be removed: " + ", ".join(orphans)
         super().__init__(message)
-        self.orphans = list(orphans)
+        self.orphans: list[str] = list(orphans)
 
 
 # --------------------------------------------------------------------------- records

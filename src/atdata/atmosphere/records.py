@@ -59,8 +59,8 @@ class Record(dict[str, Any]):
 
     def __init__(self, value: Mapping[str, Any], *, uri: str, cid: str | None = None) -> None:
         super().__init__(value)
-        self.uri = uri
-        self.cid = cid
+        self.uri: str = uri
+        self.cid: str | None = cid
 
     @property
     def at_uri(self) -> AtUri:
