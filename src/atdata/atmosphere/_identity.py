@@ -96,9 +96,10 @@ def _web_did_url(did: str) -> str:
 class IdentityResolver:
     """Handle -> DID -> PDS resolution, cached for ``ttl`` seconds.
 
-    >>> r = IdentityResolver(plc_url="http://127.0.0.1:2582")  # doctest: +SKIP
-    >>> r.resolve_pds("did:plc:ewvi7nxzyoun6zhxrhs64oiz")  # doctest: +SKIP
-    'https://enoki.us-east.host.bsky.network'
+    Example::
+
+        r = IdentityResolver(plc_url="http://127.0.0.1:2582")
+        r.resolve_pds("did:plc:ewvi7nxzyoun6zhxrhs64oiz")  # 'https://pds.example'
     """
 
     plc_url: str

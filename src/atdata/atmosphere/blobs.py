@@ -5,8 +5,10 @@ can verify what the PDS sent without trusting it: :class:`BlobSource` hashes eac
 shard while it streams and raises :class:`BlobIntegrityError` at the end of a shard
 whose bytes do not match. Nothing holds a whole shard in memory.
 
-    >>> source = BlobSource.from_urls(["at://did:plc:abc/blob/bafkrei..."])  # doctest: +SKIP
-    >>> ds = atdata.Dataset[MySample](source)  # doctest: +SKIP
+Example::
+
+    source = BlobSource.from_urls(["at://did:plc:abc/blob/bafkrei..."])
+    ds = atdata.Dataset[MySample](source)
 
 The client's blob calls (:class:`BlobCalls`: ``upload_blob``, ``get_blob_stream``...)
 live here too, so uploading and streaming share one module.
@@ -254,9 +256,11 @@ class BlobSource:
     replaces both. Blobs from another PDS are read over pinned connections that
     re-check every redirect hop.
 
-    >>> source = BlobSource.from_refs([{"did": "did:plc:abc", "cid": "bafkrei..."}])  # doctest: +SKIP
-    >>> with source.open_shard(source.list_shards()[0]) as f:  # doctest: +SKIP
-    ...     header = f.read(512)
+    Example::
+
+        source = BlobSource.from_refs([{"did": "did:plc:abc", "cid": "bafkrei..."}])
+        with source.open_shard(source.list_shards()[0]) as f:
+            header = f.read(512)
     """
 
     def __init__(

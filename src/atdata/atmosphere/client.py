@@ -4,9 +4,11 @@ Built on the ``atproto`` SDK (``pip install atdata[atmosphere]``): the SDK handl
 login, the session and its automatic token refresh; records travel as plain JSON
 dicts through its generic XRPC calls, so nothing is converted to and from models.
 
-    >>> client = AtmosphereClient()  # doctest: +SKIP
-    >>> client.login("alice.bsky.social", "app-password")  # doctest: +SKIP
-    >>> uri = client.create_record("ac.foundation.dataset.record", record)  # doctest: +SKIP
+Example::
+
+    client = AtmosphereClient()
+    client.login("alice.bsky.social", "app-password")
+    uri = client.create_record("ac.foundation.dataset.record", record)
 
 Every record is checked before it is sent (data-model rules, size, record key and,
 for atdata's collections, the shipped lexicons). Rate limits (HTTP 429) are waited
