@@ -255,21 +255,26 @@ class DatasetPublisher:
         Without ``schema_uri`` the sample type of a typed dataset or of the samples is
         published as ``schema_version``, or our identical schema is reused.
         """
+        extra: dict[str, Any] = dict(fields)
+        rkey = extra.pop("rkey", None)
         if storage == "external":
             if schema_uri is None:
                 raise ValueError("pass schema_uri=...: external URLs carry no sample type")
             if not _is_url_list(shards):
                 raise TypeError("storage='external' publishes shard URLs (strings)")
-            return self._create(
-                self._external_record(shards, self._pin_schema(schema_uri), name=name, **fields),
-                fields.get("rkey"),
-            )
+            schema = self._pin_schema(schema_uri)
+            return self._create(self._external_record(shards, schema, name=name, **extra), rkey)
         if storage != "blobs":
             raise ValueError(f"storage is 'blobs' or 'external', not {storage!r}")
-        external_only = sorted(k for k in ("sha256", "samples", "endpoint", "require_public_urls") if k in fields)
+        external = ("sha256", "samples", "endpoint", "require_public_urls")
+        external_only = sorted(k for k in external if k in extra)
         if external_only:
             raise TypeError(f"{', '.join(external_only)}: only for storage='external'")
         if _is_sample_list(shards):
+            if schema_uri is None:
+                schema_uri = SchemaPublisher(self.client).find_or_publish(
+                    type(shards[0]), version=schema_version
+                )
             with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
                 written = write_samples(
                     shards,
@@ -277,7 +282,12 @@ class DatasetPublisher:
                     maxsize=self.blob_store.blob_limit,
                 )
                 return self.publish_record(
-                    written, name=name, schema_uri=schema_uri, schema_version=schema_version, **fields
+                    written,
+                    name=name,
+                    schema_uri=schema_uri,
+                    schema_version=schema_version,
+                    rkey=rkey,
+                    **extra,
                 )
         if schema_uri is None:
             sample_type = getattr(shards, "sample_type", DictSample)
@@ -288,7 +298,7 @@ class DatasetPublisher:
             )
         schema = self._pin_schema(schema_uri)  # fail before uploading anything
         if _is_stored_blobs(shards):
-            return self._blob_record(shards, schema, name=name, **fields)
+            return self._blob_record(shards, schema, rkey, name=name, **extra)
         if self.blob_store.client.did != self.client.did:
             raise ValueError(
                 f"the blob store uploads to {self.blob_store.client.did}, but the record would go "
@@ -300,7 +310,7 @@ class DatasetPublisher:
                 stored = self.blob_store.upload_shards(paths)
         else:
             stored = self.blob_store.upload_shards(cast("Dataset[Any] | SourceLike", shards))
-        return self._blob_record(stored, schema, name=name, **fields)
+        return self._blob_record(stored, schema, rkey, name=name, **extra)
 
     def publish(
         self,
@@ -374,7 +384,6 @@ class DatasetPublisher:
         samples: int | None = None,
         endpoint: str | None = None,
         require_public_urls: bool = False,
-        rkey: str | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
         url_list = [urls] if isinstance(urls, str) else [str(u) for u in urls]
@@ -409,8 +418,7 @@ class DatasetPublisher:
         self,
         blobs: Sequence[StoredBlob],
         schema: tuple[str, str | None],
-        *,
-        rkey: str | None = None,
+        rkey: str | None,
         **fields: Any,
     ) -> Record:
         if not blobs:
