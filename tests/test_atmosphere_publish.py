@@ -385,9 +385,9 @@ def test_publish_with_blobs_and_in_memory_samples(
     rows += write_rows(tmp_path / "b.tar", 15, start=20)
     schema_uri = SchemaPublisher(pds_client).publish(Row, version="1.0.0")
     publisher = DatasetPublisher(pds_client)
-    uri = publisher.publish_with_blobs(
+    uri = publisher.publish(
         [(tmp_path / "a.tar").read_bytes(), tmp_path / "b.tar"],
-        schema_uri,
+        schema_uri=schema_uri,
         name="rows as blobs",
         tags=["rows"],
     )
@@ -446,7 +446,7 @@ def test_blob_store_reshards_raw_members_to_the_limit(
     assert stored[-1].samples == 5  # a small shard is copied as is
     # a PDS serves blobs only once a record references them
     schema_uri = SchemaPublisher(pds_client).publish(Row, version="1.0.0")
-    DatasetPublisher(pds_client).publish_blobs(stored, schema_uri, name="resharded")
+    DatasetPublisher(pds_client).publish(stored, schema_uri=schema_uri, name="resharded")
     assert (
         pds_client.get_blob(pds_client.did, stored[-1].ref["ref"]["$link"])
         == (tmp_path / "small.tar").read_bytes()

@@ -155,7 +155,7 @@ def promote_to_atmosphere(
         fields.pop("require_public_urls")
         stored = data_store.upload_shards(dataset)
         _check_copies(entry, [b.sha256 for b in stored])
-        return str(publisher.publish_blobs(stored, schema_uri, **fields))
+        return str(publisher.publish(stored, schema_uri=schema_uri, **fields))
     copied = data_store.copy_shards(dataset, prefix=prefix)
     digests = [s.sha256 for s in copied]
     recorded = [d for d in digests if d]

@@ -7,7 +7,12 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from atdata.atmosphere._identity import IdentityError, IdentityResolver, pds_endpoint_from_doc
+from atdata.atmosphere._identity import (
+    IdentityError,
+    IdentityResolver,
+    pds_endpoint_from_doc,
+    signing_key_from_doc,
+)
 
 __all__ = ["Identities", "Identity"]
 
@@ -39,7 +44,7 @@ class Identities:
     def __init__(
         self, plc_url: str | None = None, *, ttl: float = 3600.0, max_entries: int = 100_000
     ) -> None:
-        self.resolver = IdentityResolver(plc_url, ttl=ttl)
+        self.resolver: IdentityResolver = IdentityResolver(plc_url, ttl=ttl)
         self._ttl = ttl
         self._cache: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
         self._max_entries = max_entries
@@ -68,18 +73,10 @@ class Identities:
         return ident
 
     def _resolve(self, did: str) -> Identity:
-        from atproto_core.did_doc import DidDocument
-
         doc = self.resolver.resolve_did_doc(did)
-        try:
-            parsed = DidDocument.from_dict(doc)
-        except Exception:  # the SDK's model validation raises pydantic errors
-            raise IdentityError(f"the DID document of {did} is malformed") from None
-        if parsed.id != did:
-            raise IdentityError(f"the DID document for {did} names {parsed.id!r}")
-        did_key = parsed.get_did_key()
-        if not did_key:
-            raise IdentityError(f"the DID document of {did} has no #atproto signing key")
+        if doc.get("id") != did:
+            raise IdentityError(f"the DID document for {did} names {doc.get('id')!r}")
+        did_key = signing_key_from_doc(did, doc)
         try:
             pds: str | None = pds_endpoint_from_doc(did, doc)
         except IdentityError:
@@ -98,7 +95,7 @@ class Identities:
         resolver = self.resolver
         resolver.forget(handle)
         if handle.rsplit(".", 1)[-1] not in _RESERVED_TLDS:
-            did = resolver._resolve_handle_https(handle) or resolver._resolve_handle_dns(handle)
+            did = resolver.resolve_handle_records(handle)
             if did:
                 return did
         if pds and any(handle.endswith(d) for d in self._user_domains(pds)):
@@ -113,7 +110,7 @@ class Identities:
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         try:
-            data = self.resolver._get_json(
+            data = self.resolver.get_json(
                 pds + "/xrpc/com.atproto.server.describeServer", "describeServer"
             )
         except IdentityError:

@@ -1,11 +1,21 @@
 """Resolve handles to DIDs and DIDs to their PDS, with a small time-limited cache.
 
-``did:plc`` documents come from a PLC directory (``https://plc.directory`` unless
-told otherwise, e.g. a local one in tests); ``did:web`` documents from
-``https://{host}/.well-known/did.json`` (plain ``http`` is used only for
-``localhost`` and loopback hosts, for local testing). A did:web host must be a
-public one unless ``ATDATA_ALLOW_PRIVATE_URLS=1``: the DID may come from anyone's
-record.
+The ``atproto`` SDK does the protocol work: ``did:plc`` documents are fetched by its
+PLC resolver (from ``https://plc.directory`` unless told otherwise, e.g. a local
+directory in tests), handles' DNS ``_atproto`` TXT records are read by its handle
+resolver, and a document's PDS and signing key are read by its ``DidDocument``.
+The SDK (``pip install 'atdata[atmosphere]'``) is imported on first use.
+
+Kept here, and why:
+
+- ``did:web`` documents and handles' ``/.well-known/atproto-did`` are fetched by
+  this module: a did:web or a handle may come from anyone's record, so the host must
+  be a public one (unless ``ATDATA_ALLOW_PRIVATE_URLS=1``) and is reached over a
+  connection pinned to the checked address (:func:`atdata._urls.checked_http_client`),
+  which the SDK's resolvers cannot do. The SDK also reads ``did:web:localhost%3A8080``
+  as a host named ``localhost%3A8080``; the did:web spec percent-decodes the port.
+  Plain ``http`` is used only for ``localhost`` and loopback hosts, for local testing.
+- A document whose ``id`` is not the DID asked for is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import os
 import threading
 import time
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import httpx
 
@@ -26,6 +36,7 @@ __all__ = ["DEFAULT_PLC_URL", "IdentityError", "IdentityResolver", "default_plc_
 
 DEFAULT_PLC_URL = "https://plc.directory"
 _LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+_DNS_TIMEOUT_S = 5.0
 
 
 class IdentityError(AtdataError, LookupError):
@@ -38,29 +49,61 @@ def default_plc_url() -> str:
 
 
 def pds_endpoint_from_doc(did: str, doc: dict[str, Any]) -> str:
-    """The ``#atproto_pds`` service endpoint of a DID document (no trailing slash)."""
+    """The ``#atproto_pds`` service endpoint of a DID document (no trailing slash).
+
+    >>> pds_endpoint_from_doc("did:plc:abc", {"id": "did:plc:abc", "service": [{"id": "#atproto_pds",
+    ...     "type": "AtprotoPersonalDataServer", "serviceEndpoint": "https://pds.example/"}]})
+    'https://pds.example'
+    """
+    from atproto_core.did_doc import DidDocument
+
     if doc.get("id") != did:
         raise IdentityError(
             f"the DID document for {did} names a different subject {doc.get('id')!r}"
         )
-    for service in doc.get("service") or []:
-        sid = str(service.get("id", ""))
-        if (sid == "#atproto_pds" or sid == f"{did}#atproto_pds") and service.get(
-            "type"
-        ) == "AtprotoPersonalDataServer":
-            endpoint = service.get("serviceEndpoint")
-            if isinstance(endpoint, str) and endpoint.startswith(("https://", "http://")):
-                return endpoint.rstrip("/")
-    raise IdentityError(f"the DID document for {did} names no AtprotoPersonalDataServer")
+    try:
+        endpoint = DidDocument.from_dict(doc).get_pds_endpoint()
+    except Exception:  # the SDK's model validation raises pydantic errors
+        raise IdentityError(f"the DID document of {did} is malformed") from None
+    if not isinstance(endpoint, str):
+        raise IdentityError(f"the DID document for {did} names no AtprotoPersonalDataServer")
+    return endpoint.rstrip("/")
+
+
+def signing_key_from_doc(did: str, doc: dict[str, Any]) -> str:
+    """The ``#atproto`` signing key of a DID document, as a ``did:key``."""
+    from atproto_core.did_doc import DidDocument
+
+    try:
+        did_key = DidDocument.from_dict(doc).get_did_key()
+    except Exception:  # the SDK's model validation raises pydantic errors
+        raise IdentityError(f"the DID document of {did} is malformed") from None
+    if not did_key:
+        raise IdentityError(f"the DID document of {did} has no #atproto signing key")
+    return did_key
+
+
+def _web_did_url(did: str) -> str:
+    ident = did[len("did:web:") :]
+    if ":" in ident:
+        raise IdentityError(f"{did}: did:web with a path is not used by ATProto")
+    host = unquote(ident)
+    hostname = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
+    scheme = "http" if hostname in _LOOPBACK_HOSTS else "https"
+    return f"{scheme}://{host}/.well-known/did.json"
 
 
 class IdentityResolver:
     """Handle -> DID -> PDS resolution, cached for ``ttl`` seconds.
 
-    >>> r = IdentityResolver(plc_url="http://127.0.0.1:2582")  # doctest: +SKIP
-    >>> r.resolve_pds("did:plc:ewvi7nxzyoun6zhxrhs64oiz")  # doctest: +SKIP
-    'https://enoki.us-east.host.bsky.network'
+    Example::
+
+        r = IdentityResolver(plc_url="http://127.0.0.1:2582")
+        r.resolve_pds("did:plc:ewvi7nxzyoun6zhxrhs64oiz")  # 'https://pds.example'
     """
+
+    plc_url: str
+    """The PLC directory that serves ``did:plc`` documents."""
 
     def __init__(
         self,
@@ -78,6 +121,8 @@ class IdentityResolver:
         self._cache: dict[str, tuple[float, Any]] = {}
         self._lock = threading.Lock()
         self._checked_http: httpx.Client | None = None
+        self._plc: Any = None  # the SDK's DidPlcResolver, made on first use
+        self._handles: Any = None  # the SDK's HandleResolver, made on first use
 
     def close(self) -> None:
         """Close the HTTP clients this resolver created."""
@@ -106,8 +151,10 @@ class IdentityResolver:
                 for prefix in ("doc:", "handle:"):
                     self._cache.pop(prefix + key, None)
 
-    def _web_http(self, policy: ReadPolicy) -> httpx.Client:
-        """The HTTP client for did:web hosts: ours when private hosts are allowed, else pinned."""
+    def _foreign_http(self, url: str) -> httpx.Client:
+        """The HTTP client for a host named by someone's data: checked, then pinned."""
+        policy = ReadPolicy.make()
+        policy.check(url)
         if policy.allow_private:
             return self._http
         with self._lock:
@@ -115,7 +162,8 @@ class IdentityResolver:
                 self._checked_http = checked_http_client(policy, timeout=self._timeout)
             return self._checked_http
 
-    def _get_json(self, url: str, what: str, *, http: httpx.Client | None = None) -> dict[str, Any]:
+    def get_json(self, url: str, what: str, *, http: httpx.Client | None = None) -> dict[str, Any]:
+        """GET a JSON object (``what`` names it in errors); :class:`IdentityError` otherwise."""
         try:
             response = (http or self._http).get(url, timeout=self._timeout)
         except httpx.HTTPError as exc:
@@ -130,6 +178,31 @@ class IdentityResolver:
             raise IdentityError(f"{what} from {url} is not a JSON object")
         return data
 
+    def _plc_doc(self, did: str) -> dict[str, Any]:
+        from atproto_identity.did.resolvers.plc_resolver import DidPlcResolver
+        from atproto_identity.exceptions import DidPlcResolverError
+
+        if self._plc is None:
+            self._plc = DidPlcResolver(self.plc_url, timeout=self._timeout)
+        url = f"{self.plc_url}/{did}"
+        what = f"the DID document of {did}"
+        try:
+            doc = self._plc.resolve_without_validation(did)
+        except DidPlcResolverError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, httpx.HTTPStatusError):
+                status = cause.response.status_code
+                raise IdentityError(f"cannot fetch {what} from {url}: HTTP {status}") from None
+            reason = type(cause).__name__ if cause is not None else "error"
+            raise IdentityError(f"cannot fetch {what} from {url}: {reason}") from None
+        except ValueError:
+            raise IdentityError(f"{what} from {url} is not JSON") from None
+        if doc is None:
+            raise IdentityError(f"cannot fetch {what} from {url}: HTTP 404")
+        if not isinstance(doc, dict):
+            raise IdentityError(f"{what} from {url} is not a JSON object")
+        return doc
+
     def resolve_did_doc(self, did: str) -> dict[str, Any]:
         """Fetch the DID document of a ``did:plc`` or ``did:web``."""
         if not is_valid_did(did):
@@ -138,24 +211,11 @@ class IdentityResolver:
         if hit is not None:
             return dict(hit)
         if did.startswith("did:plc:"):
-            doc = self._get_json(
-                f"{self.plc_url}/{quote(did, safe=':')}", f"the DID document of {did}"
-            )
+            doc = self._plc_doc(did)
         elif did.startswith("did:web:"):
-            ident = did[len("did:web:") :]
-            if ":" in ident:
-                raise IdentityError(f"{did}: did:web with a path is not used by ATProto")
-            host = unquote(ident)
-            hostname = (
-                host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"
-            )
-            scheme = "http" if hostname in _LOOPBACK_HOSTS else "https"
-            url = f"{scheme}://{host}/.well-known/did.json"
-            # A did:web may come from anyone's record: its host must be public unless
-            # the reader opts in (ATDATA_ALLOW_PRIVATE_URLS), and is reached pinned.
-            policy = ReadPolicy.make()
-            policy.check(url)
-            doc = self._get_json(url, f"the DID document of {did}", http=self._web_http(policy))
+            url = _web_did_url(did)
+            http = self._foreign_http(url)
+            doc = self.get_json(url, f"the DID document of {did}", http=http)
         else:
             raise IdentityError(f"{did}: only did:plc and did:web are supported")
         self._store("doc:" + did, doc)
@@ -169,8 +229,8 @@ class IdentityResolver:
         """The DID of ``handle``.
 
         Tries ``com.atproto.identity.resolveHandle`` on ``pds_url`` first (a local or
-        the user's own PDS knows its accounts), then ``https://{handle}/.well-known/atproto-did``,
-        then the DNS TXT record ``_atproto.{handle}`` (if ``dnspython`` is installed).
+        the user's own PDS knows its accounts), then the handle's own records
+        (:meth:`resolve_handle_records`).
         """
         handle = handle.lower().removeprefix("@")
         if not is_valid_handle(handle):
@@ -191,34 +251,33 @@ class IdentityResolver:
             except (httpx.HTTPError, ValueError):
                 did = None
         if did is None:
-            did = self._resolve_handle_https(handle) or self._resolve_handle_dns(handle)
+            did = self.resolve_handle_records(handle)
         if not did or not is_valid_did(did):
             raise IdentityError(f"cannot resolve the handle {handle!r} to a DID")
         self._store("handle:" + handle, did)
         return did
 
-    def _resolve_handle_https(self, handle: str) -> str | None:
+    def resolve_handle_records(self, handle: str) -> str | None:
+        """The DID ``handle``'s own records name: ``https://{handle}/.well-known/atproto-did``,
+        then the DNS TXT record ``_atproto.{handle}``; None if neither does."""
+        return self._handle_https(handle) or self._handle_dns(handle)
+
+    def _handle_https(self, handle: str) -> str | None:
+        url = f"https://{handle}/.well-known/atproto-did"
         try:
-            response = self._http.get(
-                f"https://{handle}/.well-known/atproto-did", timeout=self._timeout
-            )
-        except httpx.HTTPError:
+            response = self._foreign_http(url).get(url, timeout=self._timeout)
+        except (httpx.HTTPError, AtdataError):  # unreachable, or not a public host
             return None
         text = response.text.strip() if response.status_code == 200 else ""
         return text if is_valid_did(text) else None
 
-    @staticmethod
-    def _resolve_handle_dns(handle: str) -> str | None:
+    def _handle_dns(self, handle: str) -> str | None:
+        from atproto_identity.handle.resolver import HandleResolver
+
+        if self._handles is None:
+            self._handles = HandleResolver(timeout=_DNS_TIMEOUT_S)
         try:
-            import dns.resolver
-        except ImportError:
+            did = self._handles.resolve_dns(handle)
+        except Exception:  # a DNS failure is "no record", never an error
             return None
-        try:
-            answers = dns.resolver.resolve(f"_atproto.{handle}", "TXT", lifetime=5.0)
-        except Exception:
-            return None
-        for answer in answers:
-            text = b"".join(answer.strings).decode("ascii", "replace")
-            if text.startswith("did="):
-                return text[len("did=") :]
-        return None
+        return did if isinstance(did, str) and is_valid_did(did) else None

@@ -6,6 +6,13 @@ array, string with formats, integer, boolean, bytes, cid-link, blob, unknown); a
 document using anything else is rejected when it is loaded, so nothing is silently
 left unchecked.
 
+String formats: ``datetime`` and ``language`` are checked by the ``atproto`` SDK's
+validators; DID, handle, NSID, record key and TID by :mod:`atdata.atmosphere.uri`
+(which says why). Kept here: ``at-uri`` (the SDK's parser accepts a missing scheme,
+a query and extra path segments; records need :class:`~atdata.atmosphere.AtUri`'s
+strict form, or a repository/collection URI), ``cid`` (decoded, where the SDK only
+matches characters) and ``uri`` (the SDK lets tabs and newlines through).
+
 Every error is a :class:`LexiconValidationError` naming the NSID and the path of the
 offending value:
 
@@ -61,12 +68,7 @@ _MAX_DEPTH = 32
 _MAX_CONTAINER = 131_072
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 
-_DATETIME_RE = re.compile(
-    r"^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]"
-    r"(\.[0-9]{1,20})?(Z|[+-][0-2][0-9]:[0-5][0-9])$"
-)
 _URI_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]+$")
-_LANGUAGE_RE = re.compile(r"^(i|[a-zA-Z]{2,3})(-[a-zA-Z0-9]+)*$")
 
 # The lexicon subset understood here: type -> the keywords allowed on it.
 _COMMON = {"type", "description"}
@@ -365,10 +367,25 @@ def check_rkey(nsid: str, rkey: str, key_type: str | None = None) -> None:
 # --------------------------------------------------------------------------- lexicon
 
 
+def _sdk_accepts(validator: str, value: str) -> bool:
+    """Whether the ``atproto`` SDK's string-format ``validator`` accepts ``value``."""
+    from atproto_client.models import string_formats
+
+    # The SDK runs its validators only in its models' strict mode; ``__wrapped__`` is the
+    # check itself (set by functools.wraps), which takes the value and a validation info.
+    gated: Any = getattr(string_formats, validator)
+    check = gated.__wrapped__
+    try:
+        check(value, None)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_format(nsid: str, path: str, fmt: str, value: str) -> None:
     ok = True
     if fmt == "datetime":
-        ok = bool(_DATETIME_RE.match(value)) and not value.endswith("-00:00")
+        ok = _sdk_accepts("validate_datetime", value)
     elif fmt == "uri":
         ok = bool(_URI_RE.match(value)) and len(value) <= 8192
     elif fmt == "at-uri":
@@ -394,7 +411,7 @@ def _check_format(nsid: str, path: str, fmt: str, value: str) -> None:
     elif fmt == "tid":
         ok = is_valid_tid(value)
     elif fmt == "language":
-        ok = bool(_LANGUAGE_RE.match(value))
+        ok = _sdk_accepts("validate_language", value)
     elif fmt == "cid":
         _check_cid(nsid, path, value)
     if not ok:

@@ -5,10 +5,12 @@ schemas and lenses. This client asks it and returns entries that open as typed
 datasets: the sample type is rebuilt from the indexed schema record, the shards
 are read from where the record says (blobs verified against their CIDs).
 
-    >>> # view = AppViewClient("https://appview.example")   # or $ATDATA_APPVIEW_URL
-    >>> # for entry in view.search("cats", tags=["vision"]):
-    >>> #     print(entry.handle, entry.name, entry.load_ref)
-    >>> # ds = view.search("cats")[0].to_dataset()
+Example::
+
+    view = AppViewClient("https://appview.example")   # or $ATDATA_APPVIEW_URL
+    for entry in view.search("cats", tags=["vision"]):
+        print(entry.handle, entry.name, entry.load_ref)
+    ds = view.search("cats")[0].to_dataset()
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ class AppViewClient:
         url = url or default_appview_url()
         if not url:
             raise AppViewError("no AppView configured: pass its URL or set ATDATA_APPVIEW_URL")
-        self.url = url.rstrip("/")
+        self.url: str = url.rstrip("/")
         self._http = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def close(self) -> None:

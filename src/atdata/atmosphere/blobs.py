@@ -1,12 +1,17 @@
-"""Stream dataset shards stored as PDS blobs, checking every byte against the blob's CID.
+"""PDS blobs: upload them, and stream them back checking every byte against the blob's CID.
 
 A blob's CID (CIDv1, raw codec, sha2-256) is the SHA-256 of its content, so a reader
 can verify what the PDS sent without trusting it: :class:`BlobSource` hashes each
 shard while it streams and raises :class:`BlobIntegrityError` at the end of a shard
 whose bytes do not match. Nothing holds a whole shard in memory.
 
-    >>> source = BlobSource.from_urls(["at://did:plc:abc/blob/bafkrei..."])  # doctest: +SKIP
-    >>> ds = atdata.Dataset[MySample](source)  # doctest: +SKIP
+Example::
+
+    source = BlobSource.from_urls(["at://did:plc:abc/blob/bafkrei..."])
+    ds = atdata.Dataset[MySample](source)
+
+The client's blob calls (:class:`BlobCalls`: ``upload_blob``, ``get_blob_stream``...)
+live here too, so uploading and streaming share one module.
 """
 
 from __future__ import annotations
@@ -17,21 +22,24 @@ import io
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, Any, Protocol, TypeAlias
 
 import httpx
 import libipld
 
 from atdata._urls import ReadPolicy, checked_http_client
+from atdata.atmosphere._errors import AtmosphereError, BlobTooLargeError
 from atdata.atmosphere._identity import IdentityResolver
 from atdata.atmosphere._retry import Fault, GaveUp, RetryPolicy
+from atdata.atmosphere._session import XrpcSession
 from atdata.atmosphere.uri import BlobUrl
 from atdata.errors import PrivateURLError, ShardError
 
-if TYPE_CHECKING:
-    from atdata.atmosphere.client import AtmosphereClient
-
 __all__ = [
+    "BinaryReadable",
+    "BlobCalls",
+    "BlobData",
     "BlobIntegrityError",
     "BlobNotFoundError",
     "BlobSource",
@@ -101,7 +109,7 @@ class VerifiedBlobStream(io.RawIOBase):
         self._eof = False
         self._received = 0
         self._on_close = on_close
-        self.verified = False
+        self.verified: bool = False
 
     def readable(self) -> bool:
         return True
@@ -248,16 +256,18 @@ class BlobSource:
     replaces both. Blobs from another PDS are read over pinned connections that
     re-check every redirect hop.
 
-    >>> source = BlobSource.from_refs([{"did": "did:plc:abc", "cid": "bafkrei..."}])  # doctest: +SKIP
-    >>> with source.open_shard(source.list_shards()[0]) as f:  # doctest: +SKIP
-    ...     header = f.read(512)
+    Example::
+
+        source = BlobSource.from_refs([{"did": "did:plc:abc", "cid": "bafkrei..."}])
+        with source.open_shard(source.list_shards()[0]) as f:
+            header = f.read(512)
     """
 
     def __init__(
         self,
         blobs: Sequence[str | BlobUrl | Mapping[str, Any]],
         *,
-        client: AtmosphereClient | None = None,
+        client: XrpcSession | None = None,
         plc_url: str | None = None,
         verify: bool = True,
         timeout: float = 60.0,
@@ -268,11 +278,11 @@ class BlobSource:
             trusted = [] if client is None else client.own_pds_urls
             policy = ReadPolicy.make(allow_private_urls, trusted=trusted)
         self.policy = policy
-        self.blobs = [_blob_from_item(item, i) for i, item in enumerate(blobs)]
+        self.blobs: list[BlobUrl] = [_blob_from_item(item, i) for i, item in enumerate(blobs)]
         self._ids = [str(b) for b in self.blobs]
         self._by_id = dict(zip(self._ids, self.blobs))
         self.client = client
-        self.plc_url = plc_url if plc_url is not None else getattr(client, "plc_url", None)
+        self.plc_url: str | None = plc_url if plc_url is not None else getattr(client, "plc_url", None)
         self.verify = verify
         self.timeout = timeout
         self._pds: dict[str, str] = {}
@@ -287,7 +297,7 @@ class BlobSource:
         cls,
         refs: Sequence[Mapping[str, Any]],
         *,
-        client: AtmosphereClient | None = None,
+        client: XrpcSession | None = None,
         plc_url: str | None = None,
         verify: bool = True,
         allow_private_urls: bool | None = None,
@@ -311,7 +321,7 @@ class BlobSource:
         cls,
         urls: Sequence[str],
         *,
-        client: AtmosphereClient | None = None,
+        client: XrpcSession | None = None,
         plc_url: str | None = None,
         verify: bool = True,
         allow_private_urls: bool | None = None,
@@ -356,7 +366,7 @@ class BlobSource:
 
     def _session(self) -> tuple[httpx.Client, RetryPolicy]:
         if self.client is not None:
-            return self.client._http, self.client._policy
+            return self.client.http, self.client.retry_policy
         with self._lock:
             if self._http is None:
                 self._http = httpx.Client(timeout=self.timeout, follow_redirects=True)
@@ -449,3 +459,209 @@ class BlobSource:
         self.__dict__.update(state)
         self._lock = threading.Lock()
         self._pid = os.getpid()
+
+
+class BinaryReadable(Protocol):
+    """A binary file, or anything with its ``read``, ``seek`` and ``tell``.
+
+    An upload from a file that cannot seek (a pipe) is sent once, never retried.
+    """
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+
+BlobData: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryReadable
+"""What :meth:`BlobCalls.upload_blob` sends: bytes, a file path or a binary file."""
+
+
+class _BlobBody:
+    """What to upload: a size (if known), a name for messages, and a way to (re)read it."""
+
+    def __init__(
+        self, data: BlobData
+    ) -> None:
+        self._file: BinaryReadable | None = None
+        self._path: Path | None = None
+        self._bytes: bytes | None = None
+        self._start = 0
+        self.restartable = True
+        if isinstance(data, bytes | bytearray | memoryview):
+            self._bytes = bytes(data)
+            self.size: int | None = len(self._bytes)
+            self.name = f"<{self.size} bytes>"
+        elif isinstance(data, str | os.PathLike):
+            self._path = Path(data)
+            self.size = self._path.stat().st_size
+            self.name = str(self._path)
+        elif hasattr(data, "read"):
+            self._file = data
+            self.name = str(getattr(data, "name", "<stream>"))
+            self.size = None
+            try:
+                self._start = data.tell()
+                end = data.seek(0, io.SEEK_END)
+                data.seek(self._start)
+                self.size = end - self._start
+            except (OSError, AttributeError, ValueError):
+                self.restartable = False
+        else:
+            raise TypeError(
+                f"upload_blob takes bytes, a path or a binary file, not {type(data).__name__}"
+            )
+
+    def content(self) -> bytes | Iterator[bytes]:
+        if self._bytes is not None:
+            return self._bytes
+        if self._path is not None:
+            return self._read_path(self._path)
+        assert self._file is not None
+        if self.restartable:
+            self._file.seek(self._start)
+        return self._read_file(self._file)
+
+    @staticmethod
+    def _read_path(path: Path) -> Iterator[bytes]:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                yield chunk
+
+    @staticmethod
+    def _read_file(fh: BinaryReadable) -> Iterator[bytes]:
+        while chunk := fh.read(1 << 20):
+            yield chunk
+
+
+class BlobCalls(XrpcSession):
+    """The blob calls of :class:`~atdata.atmosphere.AtmosphereClient`: upload, URL, stream."""
+
+    def describe_server(self) -> dict[str, Any]:
+        """``com.atproto.server.describeServer`` of our PDS (``blobUploadLimit`` when set)."""
+        data = self._query(
+            self._sdk,
+            "com.atproto.server.describeServer",
+            {},
+            what="describe server",
+            target=self.pds_url,
+        )
+        self._describe = data
+        return dict(data)
+
+    @property
+    def blob_upload_limit(self) -> int | None:
+        """The PDS's largest accepted blob in bytes, or None if it does not say."""
+        if self._describe is None:
+            try:
+                self.describe_server()
+            except AtmosphereError:
+                return None
+        limit = (self._describe or {}).get("blobUploadLimit")
+        return int(limit) if isinstance(limit, int) else None
+
+    def upload_blob(
+        self,
+        data: BlobData,
+        mime_type: str = "application/x-tar",
+    ) -> dict[str, Any]:
+        """Upload a blob and return its ref ``{"$type": "blob", "ref": {"$link": cid}, "mimeType", "size"}``.
+
+        ``data`` is bytes, a file path or a binary file object; files are streamed, not
+        read into memory. A blob larger than :attr:`blob_upload_limit` is refused before
+        sending. The PDS keeps a blob only once a record references it.
+
+        Example::
+
+            ref = client.upload_blob("shard-000000.tar")
+            client.create_record(collection, {"$type": collection, "shard": ref, ...})
+        """
+        session = self._require_session()
+        body = _BlobBody(data)
+        limit = self.blob_upload_limit
+        if body.size is not None and limit is not None and body.size > limit:
+            raise BlobTooLargeError(
+                f"upload blob {body.name}: {body.size:,} bytes exceeds the blobUploadLimit of "
+                f"{limit:,} bytes of {self.pds_url}",
+                status=413,
+                target=body.name,
+            )
+        url = self.pds_url + "/xrpc/com.atproto.repo.uploadBlob"
+        timeout = httpx.Timeout(self._timeout, read=max(self._timeout, 300.0))
+
+        def attempt() -> dict[str, Any]:
+            headers = {
+                "Content-Type": mime_type,
+                "Authorization": f"Bearer {self._access_token()}",
+                # A PDS that refuses an upload (413, 401...) answers before reading the whole
+                # body; a kept-alive connection would then be left unusable for the next call.
+                "Connection": "close",
+            }
+            if body.size is not None:
+                headers["Content-Length"] = str(body.size)
+            try:
+                response = self.http.post(
+                    url, content=body.content(), headers=headers, timeout=timeout
+                )
+            except httpx.TransportError as exc:
+                raise Fault.from_transport(exc) from None
+            if response.status_code != 200:
+                raise Fault.from_response(response)
+            blob = response.json().get("blob")
+            if not isinstance(blob, dict):
+                raise Fault(
+                    response.status_code, "InvalidResponse", "no blob in the uploadBlob response"
+                )
+            return blob
+
+        refresh = self.refresh_session if body.restartable else None
+        try:
+            return self.retry_policy.run(
+                attempt,
+                refresh=refresh,
+                retry_transient=body.restartable,
+                retry_rate_limit=body.restartable,
+            )
+        except GaveUp as exc:
+            raise self._error(exc, "upload blob", f"{body.name} for {session.did}") from None
+
+    def get_blob_url(self, did: str, cid: str) -> str:
+        """The HTTP URL of a blob on its owner's PDS (``com.atproto.sync.getBlob``)."""
+        return str(
+            httpx.URL(
+                self.resolve_pds(did) + "/xrpc/com.atproto.sync.getBlob",
+                params={"did": did, "cid": cid},
+            )
+        )
+
+    def get_blob_stream(self, did: str, cid: str, *, verify: bool = True) -> IO[bytes]:
+        """Stream a blob from its owner's PDS, checking its bytes against ``cid``.
+
+        Returns a buffered binary file; reading to the end raises
+        :class:`~atdata.atmosphere.blobs.BlobIntegrityError` if the content does not
+        match the CID.
+
+        Example::
+
+            with client.get_blob_stream(did, cid) as f:
+                shutil.copyfileobj(f, out)
+        """
+        BlobUrl(did, cid)  # syntax check
+        pds = self.resolve_pds(did)
+        return open_blob(self._http_for(pds), pds, did, cid, verify=verify, policy=self.retry_policy)
+
+    def get_blob(self, did: str, cid: str, *, verify: bool = True) -> bytes:
+        """A whole blob in memory (CID-checked); prefer :meth:`get_blob_stream` for shards."""
+        with self.get_blob_stream(did, cid, verify=verify) as stream:
+            return stream.read()
+
+    def blob_source(
+        self,
+        blobs: Sequence[str | BlobUrl | Mapping[str, Any]],
+        *,
+        verify: bool = True,
+        allow_private_urls: bool | None = None,
+    ) -> BlobSource:
+        """A :class:`~atdata.atmosphere.blobs.BlobSource` over ``blobs`` that uses this client."""
+        return BlobSource(blobs, client=self, verify=verify, allow_private_urls=allow_private_urls)

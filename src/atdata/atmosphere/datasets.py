@@ -12,10 +12,12 @@ pinned by ``schemaCid``) and says where every shard is:
 counts samples, bytes and shards. Records are checked against the lexicon
 before anything is sent, and again when read.
 
-    >>> # uri = DatasetPublisher(client).publish_with_urls(
-    >>> #     urls=["https://example.com/data-{000000..000009}.tar"],
-    >>> #     schema_uri=str(schema_uri), name="Demo", tags=["demo"], license="MIT")
-    >>> # ds = DatasetLoader(client).to_dataset(uri, DemoSample)
+Example::
+
+    uri = DatasetPublisher(client).publish_with_urls(
+        urls=["https://example.com/data-{000000..000009}.tar"],
+        schema_uri=str(schema_uri), name="Demo", tags=["demo"], license="MIT")
+    ds = DatasetLoader(client).to_dataset(uri, DemoSample)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, TypedDict, TypeGuard, Unpack, cast
 
 import msgpack
 
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOBS_STORAGE",
     "EXTERNAL_STORAGE",
+    "DatasetFields",
     "DatasetLoader",
     "DatasetPublisher",
     "StorageType",
@@ -157,8 +160,37 @@ def blob_shard_urls(record: Mapping[str, Any], did: str) -> list[str]:
     return [str(BlobUrl(did, b["ref"]["$link"])) for b in record["storage"]["blobs"]]
 
 
+class DatasetFields(TypedDict, total=False):
+    """The optional fields of a dataset record, as keyword arguments of the ``publish`` methods."""
+
+    description: str | None
+    tags: Sequence[str] | None
+    license: str | None
+    metadata: Mapping[str, Any] | None
+    splits: Sequence[Mapping[str, Any]] | None
+    rkey: str | None
+    sha256: Sequence[str] | None
+    samples: int | None
+    endpoint: str | None
+    require_public_urls: bool
+
+
+Shards = (
+    Dataset[Any]
+    | SourceLike
+    | Sequence[PackableSample]
+    | Sequence[StoredBlob]
+    | Sequence[bytes | str | os.PathLike[str] | IO[bytes]]
+)
+"""What :meth:`DatasetPublisher.publish_record` publishes; see there."""
+
+
 class DatasetPublisher:
     """Publish dataset records, with shards at external URLs or as blobs in our PDS.
+
+    :meth:`publish_record` is the one write path, the storage an argument;
+    :meth:`publish` (blobs) and :meth:`publish_with_urls` (external URLs) return
+    the new record's URI, and :meth:`publish_many` batches external-URL records.
 
     Example::
 
@@ -168,6 +200,10 @@ class DatasetPublisher:
             schema_uri=str(schema_uri), name="Demo Image Dataset", license="MIT")
         uri = publisher.publish(atdata.Dataset[FeatureSample]("temp.tar"), name="features")
     """
+
+    client: AtmosphereClient
+    blob_store: PDSBlobStore
+    """Where blob-stored shards are uploaded (by default a :class:`PDSBlobStore` of ``client``)."""
 
     def __init__(self, client: AtmosphereClient, *, blob_store: PDSBlobStore | None = None) -> None:
         self.client = client
@@ -187,10 +223,114 @@ class DatasetPublisher:
             self._pins[key] = pin
         return pin
 
-    def _create(self, record: Mapping[str, Any], rkey: str | None) -> Record:
-        """Write a dataset record (checked before sending); return it as stored."""
-        uri = self.client.create_record(DATASET_COLLECTION, record, rkey=rkey)
-        return Record(to_record_json(dict(record)), uri=str(uri), cid=uri.cid)
+    def publish_record(
+        self,
+        shards: Shards,
+        *,
+        name: str,
+        storage: StorageType = "blobs",
+        schema_uri: str | AtUri | None = None,
+        schema_version: str = "1.0.0",
+        **fields: Unpack[DatasetFields],
+    ) -> Record:
+        """Publish a dataset record; return it as written (with its URI and CID).
+
+        With ``storage="external"``, ``shards`` are URLs (every shard; brace patterns
+        allowed) that stay where they are: ``sha256`` lists the hex digest of each
+        shard in brace-expanded order, ``samples`` the total number of samples,
+        ``endpoint`` the S3 endpoint of ``s3://`` URLs outside AWS. A URL carrying a
+        credential raises :class:`~atdata.errors.CredentialURLError`; URLs others
+        likely cannot read give a :class:`~atdata.errors.PrivateURLWarning`, or with
+        ``require_public_urls`` a :class:`~atdata.errors.PrivateURLError`.
+
+        With ``storage="blobs"`` (the default) the shards are uploaded as blobs to
+        :attr:`blob_store` (split to fit the server's blob limit) and the record keeps
+        them: ``shards`` is a :class:`~atdata.Dataset` (its shards are byte-copied), a
+        path, URL or list of them, tar shards as bytes or binary files, a list of
+        samples held in memory (written to blob-sized shards first), or blobs already
+        uploaded (:class:`~atdata.atmosphere.blob_store.StoredBlob`). No record is
+        written unless every blob arrived.
+
+        Without ``schema_uri`` the sample type of a typed dataset or of the samples is
+        published as ``schema_version``, or our identical schema is reused.
+        """
+        extra: dict[str, Any] = dict(fields)
+        rkey = extra.pop("rkey", None)
+        if storage == "external":
+            if schema_uri is None:
+                raise ValueError("pass schema_uri=...: external URLs carry no sample type")
+            if not _is_url_list(shards):
+                raise TypeError("storage='external' publishes shard URLs (strings)")
+            schema = self._pin_schema(schema_uri)
+            return self._create(self._external_record(shards, schema, name=name, **extra), rkey)
+        if storage != "blobs":
+            raise ValueError(f"storage is 'blobs' or 'external', not {storage!r}")
+        external = ("sha256", "samples", "endpoint", "require_public_urls")
+        external_only = sorted(k for k in external if k in extra)
+        if external_only:
+            raise TypeError(f"{', '.join(external_only)}: only for storage='external'")
+        if _is_sample_list(shards):
+            if schema_uri is None:
+                schema_uri = SchemaPublisher(self.client).find_or_publish(
+                    type(shards[0]), version=schema_version
+                )
+            with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
+                written = write_samples(
+                    shards,
+                    Path(tmp) / "data.tar",
+                    maxsize=self.blob_store.blob_limit,
+                )
+                return self.publish_record(
+                    written,
+                    name=name,
+                    schema_uri=schema_uri,
+                    schema_version=schema_version,
+                    rkey=rkey,
+                    **extra,
+                )
+        if schema_uri is None:
+            sample_type = getattr(shards, "sample_type", DictSample)
+            if sample_type is DictSample:
+                raise ValueError("pass schema_uri=..., or a typed Dataset[T] to publish its schema")
+            schema_uri = SchemaPublisher(self.client).find_or_publish(
+                sample_type, version=schema_version
+            )
+        schema = self._pin_schema(schema_uri)  # fail before uploading anything
+        if _is_stored_blobs(shards):
+            return self._blob_record(shards, schema, rkey, name=name, **extra)
+        if self.blob_store.client.did != self.client.did:
+            raise ValueError(
+                f"the blob store uploads to {self.blob_store.client.did}, but the record would go "
+                f"to {self.client.did}: a record keeps only its own repository's blobs"
+            )
+        if _is_raw_blobs(shards):
+            with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
+                paths = [_as_path(b, Path(tmp) / f"blob-{i:06d}.tar") for i, b in enumerate(shards)]
+                stored = self.blob_store.upload_shards(paths)
+        else:
+            stored = self.blob_store.upload_shards(cast("Dataset[Any] | SourceLike", shards))
+        return self._blob_record(stored, schema, rkey, name=name, **extra)
+
+    def publish(
+        self,
+        shards: Shards,
+        *,
+        name: str,
+        schema_uri: str | AtUri | None = None,
+        schema_version: str = "1.0.0",
+        **fields: Unpack[DatasetFields],
+    ) -> AtUri:
+        """Publish a dataset with its shards stored as blobs in our PDS; return its URI.
+
+        ``shards`` and the keywords are those of :meth:`publish_record`.
+
+        Example::
+
+            uri = publisher.publish(atdata.Dataset[Point]("data-{000..009}.tar"), name="points")
+        """
+        return self.publish_record(
+            shards, name=name, schema_uri=schema_uri, schema_version=schema_version, **fields
+        ).at_uri
 
     def publish_with_urls(
         self,
@@ -198,42 +338,41 @@ class DatasetPublisher:
         schema_uri: str | AtUri,
         *,
         name: str,
-        description: str | None = None,
-        tags: Sequence[str] | None = None,
-        license: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        sha256: Sequence[str] | None = None,
-        samples: int | None = None,
-        splits: Sequence[Mapping[str, Any]] | None = None,
-        rkey: str | None = None,
-        endpoint: str | None = None,
-        require_public_urls: bool = False,
+        **fields: Unpack[DatasetFields],
     ) -> AtUri:
-        """Publish a dataset whose shards stay at ``urls`` (every shard; brace patterns allowed).
+        """Publish a dataset whose shards stay at ``urls``; return its URI.
 
-        ``sha256`` lists the hex digest of each shard in brace-expanded order;
-        ``samples`` is the total number of samples, when known. ``endpoint`` is
-        the S3 endpoint of ``s3://`` URLs outside AWS, recorded so others can
-        read a public bucket. A URL carrying a credential raises
-        :class:`~atdata.errors.CredentialURLError`; URLs others likely cannot
-        read give a :class:`~atdata.errors.PrivateURLWarning`, or with
-        ``require_public_urls`` a :class:`~atdata.errors.PrivateURLError`.
+        The keywords are those of :meth:`publish_record` with ``storage="external"``.
         """
-        return self.publish_urls_record(
-            [urls] if isinstance(urls, str) else urls,
-            schema_uri,
-            sha256=sha256,
-            rkey=rkey,
-            endpoint=endpoint,
-            require_public_urls=require_public_urls,
-            name=name,
-            description=description,
-            tags=tags,
-            license=license,
-            metadata=metadata,
-            samples=samples,
-            splits=splits,
+        return self.publish_record(
+            urls, name=name, storage="external", schema_uri=schema_uri, **fields
         ).at_uri
+
+    def publish_many(self, datasets: Iterable[Mapping[str, Any]]) -> list[AtUri]:
+        """Publish many external-URL datasets with few requests (``applyWrites`` batches).
+
+        Each item holds the keyword arguments of :meth:`publish_with_urls`
+        (``urls``, ``schema_uri``, ``name``...). Every record is built and checked
+        before the first is sent.
+
+        Example::
+
+            uris = publisher.publish_many(
+                {"urls": [f"https://x.org/part-{i}.tar"], "schema_uri": s, "name": f"part-{i}"}
+                for i in range(500))
+        """
+        writes = []
+        for item in datasets:
+            spec = dict(item)
+            urls, schema = spec.pop("urls"), self._pin_schema(spec.pop("schema_uri"))
+            rkey = spec.pop("rkey", None)
+            writes.append((DATASET_COLLECTION, self._external_record(urls, schema, **spec), rkey))
+        return self.client.apply_writes(writes)
+
+    def _create(self, record: Mapping[str, Any], rkey: str | None) -> Record:
+        """Write a dataset record (checked before sending); return it as stored."""
+        uri = self.client.create_record(DATASET_COLLECTION, record, rkey=rkey)
+        return Record(to_record_json(dict(record)), uri=str(uri), cid=uri.cid)
 
     @staticmethod
     def _external_record(
@@ -274,51 +413,6 @@ class DatasetPublisher:
             schema_ref=schema[0], schema_cid=schema[1], storage=storage, size=size, **fields
         )
 
-    def publish_many(self, datasets: Iterable[Mapping[str, Any]]) -> list[AtUri]:
-        """Publish many external-URL datasets with few requests (``applyWrites`` batches).
-
-        Each item holds the keyword arguments of :meth:`publish_with_urls`
-        (``urls``, ``schema_uri``, ``name``...). Every record is built and checked
-        before the first is sent.
-
-        Example::
-
-            uris = publisher.publish_many(
-                {"urls": [f"https://x.org/part-{i}.tar"], "schema_uri": s, "name": f"part-{i}"}
-                for i in range(500))
-        """
-        writes = []
-        for item in datasets:
-            spec = dict(item)
-            urls, schema = spec.pop("urls"), self._pin_schema(spec.pop("schema_uri"))
-            rkey = spec.pop("rkey", None)
-            writes.append((DATASET_COLLECTION, self._external_record(urls, schema, **spec), rkey))
-        return self.client.apply_writes(writes)
-
-    def publish_blobs(
-        self,
-        blobs: Sequence[StoredBlob],
-        schema_uri: str | AtUri,
-        *,
-        name: str,
-        description: str | None = None,
-        tags: Sequence[str] | None = None,
-        license: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        rkey: str | None = None,
-    ) -> AtUri:
-        """Write the dataset record that references (and so keeps) already uploaded blobs."""
-        return self._blob_record(
-            blobs,
-            self._pin_schema(schema_uri),
-            rkey,
-            name=name,
-            description=description,
-            tags=tags,
-            license=license,
-            metadata=metadata,
-        ).at_uri
-
     def _blob_record(
         self,
         blobs: Sequence[StoredBlob],
@@ -349,134 +443,31 @@ class DatasetPublisher:
         # Checked (lexicon, size) before it is sent; every blob has arrived by now.
         return self._create(record, rkey)
 
-    def publish_with_blobs(
-        self,
-        blobs: Sequence[bytes | str | os.PathLike[str] | IO[bytes]],
-        schema_uri: str | AtUri,
-        *,
-        name: str,
-        description: str | None = None,
-        tags: Sequence[str] | None = None,
-        license: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        rkey: str | None = None,
-    ) -> AtUri:
-        """Upload tar shards (bytes, paths or files) as blobs, then write the record keeping them.
 
-        Shards larger than the server's blob limit are split; no record is written
-        unless every blob arrived.
-        """
-        schema = self._pin_schema(schema_uri)  # fail before uploading anything
-        with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
-            paths = [_as_path(b, Path(tmp) / f"blob-{i:06d}.tar") for i, b in enumerate(blobs)]
-            stored = self.blob_store.upload_shards(paths)
-        return self._blob_record(
-            stored,
-            schema,
-            rkey,
-            name=name,
-            description=description,
-            tags=tags,
-            license=license,
-            metadata=metadata,
-        ).at_uri
-
-    def publish(
-        self,
-        dataset: Dataset[Any] | SourceLike | Sequence[PackableSample],
-        *,
-        name: str,
-        schema_uri: str | AtUri | None = None,
-        schema_version: str = "1.0.0",
-        description: str | None = None,
-        tags: Sequence[str] | None = None,
-        license: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        rkey: str | None = None,
-    ) -> AtUri:
-        """Publish a dataset with its shards stored as blobs in our PDS.
-
-        ``dataset`` is a :class:`~atdata.Dataset` (its shards are byte-copied), a
-        path, URL or list of them, or a list of samples held in memory (written
-        to blob-sized shards first). Without ``schema_uri`` the sample type is
-        published as ``schema_version``, or our identical schema is reused.
-        """
-        return self.publish_record(
-            dataset,
-            schema_uri=schema_uri,
-            schema_version=schema_version,
-            rkey=rkey,
-            name=name,
-            description=description,
-            tags=tags,
-            license=license,
-            metadata=metadata,
-        ).at_uri
-
-    def publish_record(
-        self,
-        dataset: Dataset[Any] | SourceLike | Sequence[PackableSample],
-        *,
-        schema_uri: str | AtUri | None = None,
-        schema_version: str = "1.0.0",
-        rkey: str | None = None,
-        **fields: Any,
-    ) -> Record:
-        """:meth:`publish`, returning the record written (with its URI and CID)."""
-        if _is_sample_list(dataset):
-            with tempfile.TemporaryDirectory(prefix="atdata-publish-") as tmp:
-                written = write_samples(
-                    dataset,  # type: ignore[arg-type]
-                    Path(tmp) / "data.tar",
-                    maxsize=self.blob_store.blob_limit,
-                )
-                return self.publish_record(
-                    written,
-                    schema_uri=schema_uri,
-                    schema_version=schema_version,
-                    rkey=rkey,
-                    **fields,
-                )
-        if schema_uri is None:
-            sample_type = getattr(dataset, "sample_type", DictSample)
-            if sample_type is DictSample:
-                raise ValueError("pass schema_uri=..., or a typed Dataset[T] to publish its schema")
-            schema_uri = SchemaPublisher(self.client).find_or_publish(
-                sample_type, version=schema_version
-            )
-        schema = self._pin_schema(schema_uri)  # fail before uploading anything
-        if self.blob_store.client.did != self.client.did:
-            raise ValueError(
-                f"the blob store uploads to {self.blob_store.client.did}, but the record would go "
-                f"to {self.client.did}: a record keeps only its own repository's blobs"
-            )
-        stored = self.blob_store.upload_shards(dataset)  # type: ignore[arg-type]
-        return self._blob_record(stored, schema, rkey, **fields)
-
-    def publish_urls_record(
-        self,
-        urls: Sequence[str],
-        schema_uri: str | AtUri,
-        *,
-        sha256: Sequence[str] | None = None,
-        rkey: str | None = None,
-        endpoint: str | None = None,
-        require_public_urls: bool = False,
-        **fields: Any,
-    ) -> Record:
-        """:meth:`publish_with_urls`, returning the record written (with its URI and CID)."""
-        record = self._external_record(
-            urls,
-            self._pin_schema(schema_uri),
-            sha256=sha256,
-            endpoint=endpoint,
-            require_public_urls=require_public_urls,
-            **fields,
-        )
-        return self._create(record, rkey)
+def _is_url_list(value: Any) -> TypeGuard[str | Sequence[str]]:
+    return isinstance(value, str) or (
+        isinstance(value, Sequence) and all(isinstance(u, str) for u in value)
+    )
 
 
-def _is_sample_list(value: Any) -> bool:
+def _is_stored_blobs(value: Any) -> TypeGuard[Sequence[StoredBlob]]:
+    return (
+        isinstance(value, Sequence)
+        and len(value) > 0
+        and all(isinstance(b, StoredBlob) for b in value)
+    )
+
+
+def _is_raw_blobs(value: Any) -> TypeGuard[Sequence[bytes | str | os.PathLike[str] | IO[bytes]]]:
+    """Tar shards given as bytes or binary files (paths may be mixed in)."""
+    return (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and any(isinstance(b, bytes | bytearray | memoryview) or hasattr(b, "read") for b in value)
+    )
+
+
+def _is_sample_list(value: Any) -> TypeGuard[Sequence[PackableSample]]:
     return (
         isinstance(value, Sequence)
         and not isinstance(value, str)

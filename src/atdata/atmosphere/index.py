@@ -199,7 +199,7 @@ class AtmosphereIndex:
     ) -> None:
         self.client = client
         self._data_store = data_store
-        self.allow_private_urls = private_urls_allowed(allow_private_urls)
+        self.allow_private_urls: bool = private_urls_allowed(allow_private_urls)
         self.require_public_urls = require_public_urls
         self._schemas = SchemaLoader(client)
         self._datasets = DatasetLoader(client)
@@ -306,9 +306,10 @@ class AtmosphereIndex:
             urls, digests = self._store_urls(dataset, folder)
             try:
                 urls = [file_uri(u) for u in urls]  # a local path goes into a record as file://
-                record = self._publisher.publish_urls_record(
+                record = self._publisher.publish_record(
                     urls,
-                    schema,
+                    storage="external",
+                    schema_uri=schema,
                     sha256=digests,
                     endpoint=store_endpoint(store, urls),
                     require_public_urls=require,

@@ -8,9 +8,11 @@ makes one; :func:`open_mirrored` reads a dataset from the first location of each
 shard that serves the original's bytes (the original first, then the mirrors),
 through :class:`~atdata.MirroredSource`.
 
-    >>> # rec = mirror_dataset("at://did:plc:alice/ac.foundation.dataset.record/3k...", client_b)
-    >>> # ds = atdata.load_dataset("at://did:plc:alice/ac.foundation.dataset.record/3k...",
-    >>> #                          split="train", mirrors=[rec.uri])
+Example::
+
+    rec = mirror_dataset("at://did:plc:alice/ac.foundation.dataset.record/3k...", client_b)
+    ds = atdata.load_dataset("at://did:plc:alice/ac.foundation.dataset.record/3k...",
+                             split="train", mirrors=[rec.uri])
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ __all__ = [
 ]
 
 MIRROR_COLLECTION = "ac.foundation.dataset.mirror"
-log = logging.getLogger("atdata.mirrors")
+log: logging.Logger = logging.getLogger("atdata.mirrors")
 
 
 class MirrorError(AtdataError):
@@ -70,7 +72,7 @@ class MirrorError(AtdataError):
         if orphans:
             message += "; these copies could not be removed: " + ", ".join(orphans)
         super().__init__(message)
-        self.orphans = list(orphans)
+        self.orphans: list[str] = list(orphans)
 
 
 # --------------------------------------------------------------------------- records

@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from atdata.atmosphere._errors import InvalidRecordError
 from atdata.atmosphere._lexicon import LexiconValidationError, validate_record
-from atdata.atmosphere.client import AtmosphereError
 from atdata.atmosphere.uri import AtUri
 
 if TYPE_CHECKING:
@@ -45,10 +45,6 @@ DATASET_COLLECTION = "ac.foundation.dataset.record"
 LENS_COLLECTION = "ac.foundation.dataset.lens"
 
 
-class InvalidRecordError(AtmosphereError, ValueError):
-    """A record does not match atdata's lexicon for its collection (the URI is named)."""
-
-
 class Record(dict[str, Any]):
     """A record's value, as a plain dict, that also carries its ``uri`` and ``cid``.
 
@@ -63,8 +59,8 @@ class Record(dict[str, Any]):
 
     def __init__(self, value: Mapping[str, Any], *, uri: str, cid: str | None = None) -> None:
         super().__init__(value)
-        self.uri = uri
-        self.cid = cid
+        self.uri: str = uri
+        self.cid: str | None = cid
 
     @property
     def at_uri(self) -> AtUri:

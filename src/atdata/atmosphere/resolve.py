@@ -5,9 +5,11 @@ PDS (``did:plc`` through the PLC directory, ``$ATDATA_PLC_URL`` or
 ``https://plc.directory``), and the records are read there. ``$ATDATA_PDS_URL``
 names the PDS asked first to resolve handles (default ``https://bsky.social``).
 
-    >>> # index, entry = find_dataset("alice.bsky.social", "mnist")
-    >>> # ds = index.dataset_for(entry)
-    >>> # atdata.load_dataset("@alice.bsky.social/mnist", split="train")
+Example::
+
+    index, entry = find_dataset("alice.bsky.social", "mnist")
+    ds = index.dataset_for(entry)
+    atdata.load_dataset("@alice.bsky.social/mnist", split="train")
 """
 
 from __future__ import annotations

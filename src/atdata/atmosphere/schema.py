@@ -13,8 +13,10 @@ ATProto field-type tags, adjusted to the lexicon:
 Decoding rebuilds a working type from the record alone; nothing is imported or
 executed. Records without ``module`` (written by seed-era atdata) decode too.
 
-    >>> # uri = SchemaPublisher(client).publish(ImageSample, version="1.0.0")
-    >>> # Decoded = SchemaLoader(client).decode(uri)
+Example::
+
+    uri = SchemaPublisher(client).publish(ImageSample, version="1.0.0")
+    Decoded = SchemaLoader(client).decode(uri)
 """
 
 from __future__ import annotations
@@ -300,7 +302,7 @@ class SchemaLoader(RecordLoader):
             if r.get("module") == identity
             or ("module" not in r and r.get("name") == sample_type.__name__)
         ]
-        top = latest_version(r.get("version") for r in mine if isinstance(r.get("version"), str))
+        top = latest_version(v for r in mine if isinstance(v := r.get("version"), str))
         if top is None:
             return None
         return newest(r for r in mine if r.get("version") == top)

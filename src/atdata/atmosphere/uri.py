@@ -12,6 +12,16 @@ authority is a DID or a handle, the collection an NSID and the rkey a record key
 Shards stored as PDS blobs are identified by ``at://{did}/blob/{cid}`` (see
 :class:`BlobUrl`). That string is an atdata shard id, **not** an AT-URI: ``blob``
 is not an NSID and a blob is not a record, so :meth:`AtUri.parse` rejects it.
+
+NSIDs are checked by the ``atproto`` SDK (``atproto_core.nsid``). Kept here, and why:
+
+- :class:`AtUri` parsing: the SDK's ``AtUri.from_str`` accepts a missing ``at://``,
+  a query and a fragment, and drops extra path segments
+  (``at://did:plc:a/x.y.z/a/b`` reads as record ``a``); a record URI must be exact.
+- the DID, handle, record-key and TID syntax checks (the specs' regular expressions):
+  the SDK's live in ``atproto_client.models.string_formats``, whose import loads every
+  generated model of the SDK (over a second, more than all of atdata), and these checks
+  run for every shard id, including in worker processes that never open a client.
 """
 
 from __future__ import annotations
@@ -36,15 +46,10 @@ __all__ = [
     "make_tid",
 ]
 
-# Syntax rules from the AT Protocol specs (did, handle, nsid, record-key, tid).
+# Syntax rules from the AT Protocol specs (did, handle, record-key, tid).
 _DID_RE = re.compile(r"^did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]$")
 _HANDLE_RE = re.compile(
     r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$"
-)
-_NSID_RE = re.compile(
-    r"^[a-zA-Z]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?"
-    r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?)+"
-    r"\.[a-zA-Z][a-zA-Z0-9]{0,62}$"
 )
 _RKEY_RE = re.compile(r"^[A-Za-z0-9._:~-]{1,512}$")
 _TID_RE = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
@@ -63,8 +68,14 @@ def is_valid_handle(value: str) -> bool:
 
 
 def is_valid_nsid(value: str) -> bool:
-    """True if ``value`` is an NSID such as ``ac.foundation.dataset.record``."""
-    return len(value) <= 317 and _NSID_RE.match(value) is not None
+    """True if ``value`` is an NSID such as ``ac.foundation.dataset.record``.
+
+    >>> is_valid_nsid("ac.foundation.dataset.record"), is_valid_nsid("ac.foundation")
+    (True, False)
+    """
+    from atproto_core.nsid import validate_nsid
+
+    return validate_nsid(value, soft_fail=True)
 
 
 def is_valid_rkey(value: str) -> bool:
