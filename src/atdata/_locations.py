@@ -54,7 +54,7 @@ class NoValidLocationError(ShardError):
     """
 
     def __init__(self, shard: str, attempts: Sequence[tuple[str, str]]) -> None:
-        self.attempts = list(attempts)
+        self.attempts: list[tuple[str, str]] = list(attempts)
         tried = "; ".join(f"{i}. {loc}: {why}" for i, (loc, why) in enumerate(self.attempts, 1))
         super().__init__(shard, f"no valid location among {len(self.attempts)} tried ({tried})")
 
@@ -173,12 +173,12 @@ class MirroredSource:
     ) -> None:
         if not shards:
             raise ValueError("a MirroredSource needs at least one shard")
-        self.shards = {s.shard_id: s for s in shards}
+        self.shards: dict[str, ShardLocations] = {s.shard_id: s for s in shards}
         if len(self.shards) != len(shards):
             raise ValueError("shard ids repeat")
         self._order = [s.shard_id for s in shards]
         self.opener: LocationOpener = opener if opener is not None else open_url
-        self.tmp_dir = os.fspath(tmp_dir) if tmp_dir is not None else None
+        self.tmp_dir: str | None = os.fspath(tmp_dir) if tmp_dir is not None else None
         self._failed: dict[str, float] = {}  # host -> when it last failed to serve
 
     def __getstate__(self) -> dict[str, object]:
