@@ -10,7 +10,8 @@
 #
 # Chromium (for the AppView page tests) is installed the same way.
 # Knobs: PYTHON (interpreter for a new venv, default python3), TORCH_VERSION,
-#        ATDATA_FORCE_INSTALL=1 (reinstall the package even if nothing changed).
+#        ATDATA_FORCE_INSTALL=1 (reinstall the package even if nothing changed),
+#        ATDATA_SKIP_CHECKS=1 (skip ruff and pyright, e.g. to rerun one test quickly).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -91,5 +92,13 @@ if "$PY" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("atda
   "$PY" -m atdata.stack.pds install
 fi
 
-# 6. The tests.
+# 6. Lint, format and types (pinned ruff and pyright from the dev extras), then the tests.
+if [ "${ATDATA_SKIP_CHECKS:-0}" != 1 ]; then
+  say "ruff check, ruff format --check, pyright"
+  "$VENV/bin/ruff" check src tests benchmarks scripts examples
+  "$VENV/bin/ruff" format --check src tests benchmarks scripts examples
+  "$PY" scripts/typecheck.py
+fi
+
+# 7. The tests.
 exec "$PY" -m pytest "$@"
