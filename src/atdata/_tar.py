@@ -361,6 +361,20 @@ def iter_stream_members(stream: IO[bytes], shard: str) -> Iterator[tuple[str, in
         off = data + padded
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """A member name's sample key and extension, by WebDataset's rule: the key is the
+    path up to the first dot of the base name.
+
+    >>> split_name("train/cat.0001.msgpack")
+    ('train/cat', '0001.msgpack')
+    """
+    base = name.rfind("/") + 1
+    dot = name.find(".", base)
+    if dot < 0:
+        return name, ""
+    return name[:dot], name[dot + 1 :]
+
+
 def map_file(stream: IO[bytes]) -> mmap.mmap | None:
     """Memory-map ``stream`` if it is a regular local file, else return None."""
     try:
@@ -377,6 +391,19 @@ def map_file(stream: IO[bytes]) -> mmap.mmap | None:
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def closed_size(offset: int, key: str, size: int) -> int:
+    """The file size after appending a ``<key>.msgpack`` member of ``size`` bytes at
+    ``offset`` and closing the archive (headers, padding, end-of-archive record).
+
+    >>> closed_size(0, "a", 1)
+    10240
+    """
+    name = len(key.encode("utf-8")) + len(".msgpack")
+    pax = 3 * BLOCK if name > 100 else 0  # PAX header block and its (at most two-block) record
+    end = offset + pax + BLOCK + -(-size // BLOCK) * BLOCK + 2 * BLOCK
+    return -(-end // RECORD) * RECORD
 
 
 def _header_template() -> bytearray:

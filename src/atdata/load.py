@@ -22,7 +22,6 @@ part of the path, and default to ``train``.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import glob
 import os
@@ -118,11 +117,7 @@ class DatasetDict(dict[str, Dataset[Any]]):
 
 def _streaming(ds: Dataset[Any]) -> Dataset[Any]:
     """``ds`` reading remote shards as streams: no shard cache, no download step."""
-    if ds._remote is None:
-        return ds
-    out = copy.copy(ds)
-    out._remote = None
-    return out
+    return ds.streaming()
 
 
 # --------------------------------------------------------------------------- default index

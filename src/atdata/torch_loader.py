@@ -211,7 +211,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
             done += 1
             self._progress = (epoch, start, done)
             if in_worker:  # cross to the main process as flat buffers, not per-tensor segments
-                regions = self.dataset._mapped_regions().values()
+                regions = self.dataset.reader.mapped_regions().values()
                 spans = {r[0]: r for r in regions}
                 if batched:
                     yield pack_batch(_gathered(samples), spans)
@@ -230,7 +230,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         shards, _ = plan.locate(np.concatenate(chunks))
         order = list(dict.fromkeys(shards.tolist()))
         names = self.dataset.list_shards()
-        self.dataset._prefetch_order([names[p] for p in order])
+        self.dataset.reader.prefetch([names[p] for p in order])
 
     def loader(self, **kwargs: Any) -> Loader:
         """A :class:`Loader` over this dataset; keyword arguments go to ``DataLoader``."""

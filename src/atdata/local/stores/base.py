@@ -15,13 +15,13 @@ from typing import IO, Any
 
 from atdata._shard_check import CheckedStream, MemberCheck, member_checker, stored_type
 from atdata._tar import TarWriter, iter_members, iter_stream_members, map_file
+from atdata._tar import closed_size as _closed_size
 from atdata.dataset import Dataset
 from atdata.errors import OrphanedDataError, ShardError
 from atdata.local.entry import ShardInfo
 from atdata.protocols import DataSource
 from atdata.sample import new_key
 from atdata.sources import redact_url
-from atdata.writer import _closed_size
 
 __all__ = ["DataStore", "HashingReader", "VerifiedSource"]
 
