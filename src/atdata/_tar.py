@@ -277,7 +277,7 @@ def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
 _CHUNK = 1 << 20
 
 
-def _read_exact(stream: IO[bytes], n: int) -> bytes:
+def _read_exact(stream: IO[bytes] | io.RawIOBase, n: int) -> bytes:
     """``n`` bytes of ``stream``, or fewer at its end; memory grows only with what arrives."""
     data = stream.read(min(n, _CHUNK)) or b""
     if len(data) == n:
@@ -293,7 +293,9 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
     return b"".join(parts)
 
 
-def iter_stream_members(stream: IO[bytes], shard: str) -> Iterator[tuple[str, int, bytes]]:
+def iter_stream_members(
+    stream: IO[bytes] | io.RawIOBase, shard: str
+) -> Iterator[tuple[str, int, bytes]]:
     """Like :func:`iter_members` for a non-seekable stream: yields ``(name, offset, payload)``.
 
     A member larger than :data:`MAX_STREAM_MEMBER` is refused before it is read.

@@ -30,7 +30,7 @@ import re
 import socket
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -441,7 +441,7 @@ def _origin(url: str) -> tuple[str, int] | None:
 
 
 @functools.cache
-def _checked_transport_class() -> type[httpx.HTTPTransport]:
+def _checked_transport_class() -> Callable[[ReadPolicy], httpx.HTTPTransport]:
     """The pinned transport class (built on first use: ``import atdata`` stays light)."""
     import httpcore
     import httpx

@@ -129,21 +129,21 @@ def _run_dask(
         from distributed import Client, LocalCluster, get_client
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("engine='dask' needs Dask: pip install 'atdata[dask]'") from exc
-    own = None
+    cluster = None  # a local cluster of processes made for this call, closed after it
     if client is None:
         try:
             client = get_client()
-        except ValueError:  # no client yet: a local cluster of processes for this call
+        except ValueError:  # no client yet
             cluster = LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1)
-            client = own = Client(cluster)
+            client = Client(cluster)
     try:
         [shared] = client.scatter([job], broadcast=True)
         futures = client.map(_map_shard, [shared] * len(shards), shards, bases, pure=False)
         return list(client.gather(futures))
     finally:
-        if own is not None:
-            own.close()
-            own.cluster.close()
+        if cluster is not None:
+            client.close()
+            cluster.close()
 
 
 def _declared_type(fn: Callable[[Any], Any]) -> type | None:

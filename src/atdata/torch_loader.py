@@ -106,7 +106,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         self.rank = default_rank if rank is None else rank
         self.counts: tuple[int, ...] = dataset.sample_counts()
         self.fingerprint = fingerprint(dataset.list_shards(), self.counts)
-        self._epoch_state = (0, 0)  # (epoch, start position) of the next iteration
+        self._epoch_state: tuple[int, int] = (0, 0)  # (epoch, start position) of the next iteration
         # (epoch, start, chunks read) of the running iteration, or of the next one to resume
         self._progress: tuple[int, int, int] | None = None
         self._resume: dict[str, Any] | None = None
