@@ -28,7 +28,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from atdata.dataset import Dataset
@@ -55,6 +55,7 @@ _SPLIT_RE = [
 ]
 _PATTERN_CHARS = re.compile(r"[{*?\[]")
 _default_index: Any = None
+T = TypeVar("T")
 
 DataFiles = str | Sequence[str] | Mapping[str, str | Sequence[str]]
 
@@ -378,6 +379,42 @@ def _check_uri(path: str) -> None:
         raise ValueError(f"{path!r} is not a valid {scheme}:// URL (expected {form})")
 
 
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: type[T],
+    *,
+    split: str,
+    data_files: DataFiles | None = None,
+    index: Any = None,
+    streaming: bool = False,
+    allow_private_urls: bool | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> Dataset[T]: ...
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: str | None = None,
+    *,
+    split: str,
+    data_files: DataFiles | None = None,
+    index: Any = None,
+    streaming: bool = False,
+    allow_private_urls: bool | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> Dataset[Any]: ...
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: type | str | None = None,
+    *,
+    split: None = None,
+    data_files: DataFiles | None = None,
+    index: Any = None,
+    streaming: bool = False,
+    allow_private_urls: bool | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> DatasetDict: ...
 def load_dataset(
     path: str | os.PathLike[str],
     sample_type: type | str | None = None,
@@ -388,7 +425,7 @@ def load_dataset(
     streaming: bool = False,
     allow_private_urls: bool | None = None,
     mirrors: Sequence[str] | None = None,
-) -> Any:
+) -> Dataset[Any] | DatasetDict:
     """Open a dataset: a :class:`Dataset` for ``split``, else a :class:`DatasetDict` of splits.
 
     ``sample_type`` is a ``@packable`` type or a schema reference
