@@ -270,9 +270,9 @@ def from_hf(
     name are converted to its fields (other columns are left out). A row that
     does not fit raises :class:`~atdata.SampleError` naming it and the column,
     and the shards written so far are removed. A first shard that already
-    exists raises ``FileExistsError`` (nothing is overwritten).
-
-    >>> # ds = atdata.from_hf(datasets.load_dataset("mnist", split="train"), "mnist/train")
+    exists raises ``FileExistsError`` (nothing is overwritten). For example
+    ``atdata.from_hf(datasets.load_dataset("mnist", split="train"), "mnist/train")``
+    (the module's docstring runs a small one).
     """
     if not hasattr(hf_dataset, "features") or isinstance(hf_dataset, Mapping):
         raise TypeError(

@@ -2,10 +2,9 @@
 
 >>> import atdata, tempfile
 >>> import numpy as np
->>> from numpy.typing import NDArray
 >>> @atdata.packable
 ... class Feature:
-...     x: NDArray
+...     x: np.ndarray
 ...     label: int
 >>> out = tempfile.mkdtemp()
 >>> ds = atdata.write_samples(

@@ -16,8 +16,18 @@ Splits are detected from file names (``train``/``training``, ``test``/``testing`
 ``eval``, ``validation``/``valid``/``val``/``dev``), looking only below the fixed
 part of the path, and default to ``train``.
 
->>> # ds = load_dataset("data/{train,test}-{000..009}.tar", split="train")
->>> # splits = load_dataset("@local/mnist")          # DatasetDict
+>>> import atdata, tempfile
+>>> @atdata.packable
+... class Row:
+...     value: int
+>>> out = tempfile.mkdtemp()
+>>> for split in ("train", "test"):
+...     _ = atdata.write_samples([Row(1), Row(2)], f"{out}/{split}-000000.tar")
+>>> splits = load_dataset(f"{out}/{{train,test}}-000000.tar", Row)
+>>> sorted(splits)
+['test', 'train']
+>>> [r.value for r in load_dataset(out, Row, split="test")]
+[1, 2]
 """
 
 from __future__ import annotations

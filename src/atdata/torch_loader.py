@@ -10,12 +10,23 @@ as tensors of shape ``(B, ...)``, numeric fields as tensors, other fields as lis
 sample per item when ``batch_size`` is None). The epoch plan is
 :class:`atdata.distributed.EpochPlan`.
 
->>> # from torchdata.stateful_dataloader import StatefulDataLoader
->>> # loader = StatefulDataLoader(ds.to_torch(batch_size=32, shuffle=True), batch_size=None,
->>> #                             num_workers=2, persistent_workers=True)
->>> # for epoch in range(3):
->>> #     for batch in loader: ...
->>> #     torch.save(loader.state_dict(), "loader.pt")   # any time, also mid-epoch
+>>> import atdata, tempfile
+>>> import numpy as np
+>>> @atdata.packable
+... class Point:
+...     xy: np.ndarray
+...     label: int
+>>> out = tempfile.mkdtemp()
+>>> ds = atdata.write_samples([Point(np.full(2, i, np.float32), i) for i in range(10)], f"{out}/p.tar")
+>>> loader = ds.to_torch(batch_size=4, rank=0, world_size=1).loader()
+>>> [tuple(batch["xy"].shape) for batch in loader]
+[(4, 2), (4, 2), (2, 2)]
+>>> state = loader.state_dict()  # any time, also mid-epoch; load_state_dict() resumes
+>>> state["epoch"], state["position"]
+(1, 0)
+
+With ``torchdata``, ``StatefulDataLoader(ds.to_torch(batch_size=32, shuffle=True),
+batch_size=None, num_workers=2, persistent_workers=True)`` resumes the same way.
 """
 
 from __future__ import annotations
