@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from atdata.batch import SampleBatch
 from atdata.distributed import EpochPlan, fingerprint
 from atdata.errors import ResumeStateError
 from atdata.sample import fields_of, is_packable
+
+if TYPE_CHECKING:
+    from atdata.dataset import Dataset
 
 __all__ = ["Loader", "TorchDataset"]
 
@@ -96,7 +99,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: Dataset[Any],
         *,
         batch_size: int | None = None,
         shuffle: bool = False,
@@ -107,16 +110,16 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         world_size: int | None = None,
     ) -> None:
         default_rank, default_world = _world()
-        self.dataset = dataset
+        self.dataset: Dataset[Any] = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
         self.block_shards = block_shards
-        self.world_size = default_world if world_size is None else world_size
-        self.rank = default_rank if rank is None else rank
+        self.world_size: int = default_world if world_size is None else world_size
+        self.rank: int = default_rank if rank is None else rank
         self.counts: tuple[int, ...] = dataset.sample_counts()
-        self.fingerprint = fingerprint(dataset.list_shards(), self.counts)
+        self.fingerprint: str = fingerprint(dataset.list_shards(), self.counts)
         self._epoch_state: tuple[int, int] = (0, 0)  # (epoch, start position) of the next iteration
         # (epoch, start, chunks read) of the running iteration, or of the next one to resume
         self._progress: tuple[int, int, int] | None = None

@@ -58,11 +58,11 @@ class ShardWriter:
         maxsize: int | None = None,
     ) -> None:
         text = os.fspath(pattern)
-        self.pattern = _shard_pattern(text, maxcount is not None or maxsize is not None)
-        self.maxcount = maxcount
-        self.maxsize = maxsize
+        self.pattern: str = _shard_pattern(text, maxcount is not None or maxsize is not None)
+        self.maxcount: int | None = maxcount
+        self.maxsize: int | None = maxsize
         self.shards: list[str] = []
-        self.count = 0
+        self.count: int = 0
         self._writer: TarWriter | None = None
         self._final: str | None = None
         self._run = new_key()[-12:]
