@@ -214,7 +214,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         first = (worker + done * workers) * chunk
         step = workers * chunk
         self._announce(plan, [ids[i : i + chunk] for i in range(first, len(ids), step)])
-        read = self.dataset.read_samples
+        read = self.dataset.reader.read_samples
         batched = self.batch_size is not None
         in_worker = get_worker_info() is not None
         sample_type = self.dataset.sample_type
