@@ -15,7 +15,9 @@ CHECK = ROOT / "tests" / "typing" / "check_dataset_api.py"
 
 
 def _pyright() -> list[str]:
-    found = shutil.which("pyright") or shutil.which("pyright", path=str(Path(sys.executable).parent))
+    found = shutil.which("pyright") or shutil.which(
+        "pyright", path=str(Path(sys.executable).parent)
+    )
     if found is None:
         pytest.skip("pyright is not installed")
     return [found]

@@ -63,8 +63,6 @@ _MODULE = "atdata.hf"
 """The module part of generated types' identity (``atdata.hf.{Name}``)."""
 
 
-
-
 # --------------------------------------------------------------------------- features -> type
 
 

@@ -178,9 +178,7 @@ class Reader:
             else:
                 members = self._keys(iter_stream_members(stream, shard), shard, None)
             for key, off, size_or_payload in members:
-                payload = (
-                    view[off : off + size_or_payload] if view is not None else size_or_payload
-                )
+                payload = view[off : off + size_or_payload] if view is not None else size_or_payload
                 if decode is None:
                     yield shard, key, payload
                     continue
@@ -408,7 +406,11 @@ class Reader:
                 view = memoryview(mapped if mapped is not None else stream.read())
                 # local files only: a cached remote shard may be evicted once it is closed
                 name = getattr(stream, "name", None)
-                if mapped is not None and isinstance(name, str | Path) and local_path(shard) is not None:
+                if (
+                    mapped is not None
+                    and isinstance(name, str | Path)
+                    and local_path(shard) is not None
+                ):
                     st = os.fstat(stream.fileno())
                     start = np.frombuffer(view, dtype=np.uint8).ctypes.data
                     path = os.path.abspath(os.fspath(name))

@@ -425,7 +425,9 @@ def _refusal(url: str, reason: str, *, opt_in: bool) -> PrivateURLError:
         if opt_in
         else ""
     )
-    return PrivateURLError(f"refusing to read {redact_url(url)!r}: {reason}{hint}", url=redact_url(url))
+    return PrivateURLError(
+        f"refusing to read {redact_url(url)!r}: {reason}{hint}", url=redact_url(url)
+    )
 
 
 def _origin(url: str) -> tuple[str, int] | None:

@@ -245,7 +245,9 @@ class Dataset(Generic[ST]):
         if self.sample_type is DictSample and lens is getattr(view_type, "_atdata_dict_lens", None):
             out.reader = reader.replace(read_type=view_type)  # decode straight into the view type
         else:
-            out.reader = reader.replace(lens=lens if reader.lens is None else reader.lens.then(lens))
+            out.reader = reader.replace(
+                lens=lens if reader.lens is None else reader.lens.then(lens)
+            )
         return out
 
     # ------------------------------------------------------------------ iteration
@@ -263,7 +265,6 @@ class Dataset(Generic[ST]):
             if len(out) >= n:
                 break
         return out
-
 
     @overload
     def ordered(self, batch_size: None = None, *, copy: bool = True) -> Iterator[ST]: ...
@@ -568,9 +569,7 @@ def write_samples(
     first = next(it, None)
     if first is None:
         raise ValueError("write_samples got no samples")
-    paths = write_shards(
-        itertools.chain([first], it), pattern, maxcount=maxcount, maxsize=maxsize
-    )
+    paths = write_shards(itertools.chain([first], it), pattern, maxcount=maxcount, maxsize=maxsize)
     return _typed(type(first))(paths)
 
 
