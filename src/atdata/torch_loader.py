@@ -83,7 +83,7 @@ def _identity(item: Any) -> Any:
     return item
 
 
-class TorchDataset(IterableDataset):  # type: ignore[type-arg]
+class TorchDataset(IterableDataset[dict[str, Any]]):
     """Reads one rank's share of an epoch, split across DataLoader workers.
 
     Use ``batch_size=None`` in the ``DataLoader`` (batching happens here), or
@@ -288,7 +288,7 @@ def _check_run(state: Mapping[str, Any], ds: TorchDataset) -> None:
             )
 
 
-class Loader(DataLoader):  # type: ignore[type-arg]
+class Loader(DataLoader[dict[str, Any]]):
     """A ``DataLoader`` that knows where its rank is in the epoch, for checkpoints.
 
     What it adds over ``StatefulDataLoader``: no torchdata needed; one small
