@@ -415,7 +415,7 @@ def test_s3_shards_are_cached_and_memory_mapped(
     first = [(s.index, int(s.data[0])) for s in ds.ordered()]
     assert first == [(i, i % 251) for i in range(12)]
     assert all(u in cache for u in urls)
-    with ds._open(urls[1]) as f:
+    with ds.reader.open(urls[1]) as f:
         assert isinstance(f, io.FileIO)  # a local file: the reader maps it
     for url in urls:  # the remote copies are gone; the epoch reads from the cache
         bucket, key = url[5:].split("/", 1)

@@ -81,8 +81,8 @@ def test_keys_are_kept_and_a_lens_works_like_a_function(
     out = source.map_shards(to_summary, str(tmp_path / "lens-%d.tar"), num_workers=0)
     assert type(out) is atdata.Dataset[Summary]
     assert contents(out) == EXPECTED
-    keys_in = [k for s in source.list_shards() for _, k, _ in source._payloads(s)]
-    keys_out = [k for s in out.list_shards() for _, k, _ in out._payloads(s)]
+    keys_in = [k for s in source.list_shards() for _, k, _ in source.reader.payloads(s)]
+    keys_out = [k for s in out.list_shards() for _, k, _ in out.reader.payloads(s)]
     assert keys_in == keys_out
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from atdata._locations import MirroredSource, NoValidLocationError, ShardLocations
 from atdata._storage import HashingReader, ShardInfo, VerifiedSource
 from atdata.batch import SampleBatch
-from atdata.dataset import Dataset
+from atdata.dataset import Dataset, write_samples
 from atdata.dict_sample import DictSample
 from atdata.errors import (
     AtdataError,
@@ -38,7 +38,7 @@ from atdata.lens import Lens, LensNetwork, lens
 from atdata.protocols import AbstractDataStore, AbstractIndex, DataSource, IndexEntry, Packable
 from atdata.sample import PackableSample, Shape, packable
 from atdata.sources import S3Source, URLSource
-from atdata.writer import ShardWriter, write_samples
+from atdata.writer import ShardWriter
 
 if TYPE_CHECKING:
     from atdata._hf import from_hf

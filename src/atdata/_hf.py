@@ -1,4 +1,5 @@
-"""Hugging Face ``datasets`` both ways: :func:`from_hf` writes typed shards, ``Dataset.to_hf`` reads them.
+"""Hugging Face ``datasets`` into atdata: :func:`from_hf` writes typed shards (``Dataset.to_hf``,
+the other way, is :mod:`atdata._to_hf`).
 
 :func:`from_hf` takes a ``datasets.Dataset`` or ``IterableDataset``. Without a
 ``sample_type`` one is generated from its features:
@@ -22,33 +23,34 @@ Hugging Face shard per atdata shard (so ``DataLoader`` workers and
 
 Needs ``datasets`` (``pip install 'atdata[hf]'``).
 
->>> # ds = atdata.from_hf(hf_dataset, "out/mnist", maxcount=10_000)
->>> # hf_again = ds.to_hf()
+>>> import atdata, datasets, tempfile
+>>> hf = datasets.Dataset.from_dict({"text": ["a", "b"], "label": [0, 1]})
+>>> ds = from_hf(hf, tempfile.mkdtemp())
+>>> [(s.text, s.label) for s in ds]
+[('a', 0), ('b', 1)]
+>>> list(ds.to_hf())
+[{'text': 'a', 'label': 0}, {'text': 'b', 'label': 1}]
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import os
 import re
-import sys
-from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
-from atdata.errors import AtdataError, SampleError, SchemaError
-from atdata.sample import FieldType, PackableSample, fields_of, is_packable
-from atdata.schema import LOCAL_TYPE_PREFIX, SCHEMA_FORMAT_VERSION, schema_record, schema_to_type
+from atdata.errors import SampleError, SchemaError
+from atdata.sample import FieldType, fields_of, is_packable
+from atdata.schema import LOCAL_TYPE_PREFIX, SCHEMA_FORMAT_VERSION, schema_to_type
 from atdata.writer import ShardWriter
 
-if TYPE_CHECKING:
-    from atdata.dataset import Dataset
-
-__all__ = ["from_hf", "to_hf"]
+__all__ = ["from_hf", "sample_type_for"]
 
 _P = LOCAL_TYPE_PREFIX
 _STRINGS = {"string", "large_string", "string_view"}
@@ -59,16 +61,6 @@ _FLOATS = {"float16", "float32", "float64", "halffloat", "float", "double"}
 _NUMPY = {"halffloat": "float16", "float": "float32", "double": "float64"}
 _MODULE = "atdata.hf"
 """The module part of generated types' identity (``atdata.hf.{Name}``)."""
-
-
-def _datasets() -> Any:
-    try:
-        import datasets
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "Hugging Face support needs the datasets package: pip install 'atdata[hf]'"
-        ) from exc
-    return datasets
 
 
 # --------------------------------------------------------------------------- features -> type
@@ -276,12 +268,10 @@ def from_hf(
     name are converted to its fields (other columns are left out). A row that
     does not fit raises :class:`~atdata.SampleError` naming it and the column,
     and the shards written so far are removed. A first shard that already
-    exists raises ``FileExistsError`` (nothing is overwritten).
-
-    >>> # ds = atdata.from_hf(datasets.load_dataset("mnist", split="train"), "mnist/train")
+    exists raises ``FileExistsError`` (nothing is overwritten). For example
+    ``atdata.from_hf(datasets.load_dataset("mnist", split="train"), "mnist/train")``
+    (the module's docstring runs a small one).
     """
-    from atdata.dataset import Dataset
-
     if not hasattr(hf_dataset, "features") or isinstance(hf_dataset, Mapping):
         raise TypeError(
             "from_hf takes a datasets.Dataset or IterableDataset (pick one split of a "
@@ -305,124 +295,3 @@ def from_hf(
     if not writer.shards:
         raise ValueError("the Hugging Face dataset has no rows")
     return Dataset[sample_type](writer.shards)  # type: ignore[valid-type]
-
-
-# --------------------------------------------------------------------------- shards -> HF
-
-
-class _Shards:
-    """Some shards of a source (a Hugging Face shard's part of the dataset)."""
-
-    def __init__(self, inner: Any, shards: Sequence[str]) -> None:
-        self.inner = inner
-        self.shards = list(shards)
-
-    def list_shards(self) -> list[str]:
-        return list(self.shards)
-
-    def open_shard(self, shard_id: str) -> IO[bytes]:
-        return self.inner.open_shard(shard_id)  # type: ignore[no-any-return]
-
-
-def _as_dict(sample: Any) -> Any:
-    if isinstance(sample, DictSample):
-        return sample.to_dict()
-    if isinstance(sample, PackableSample):
-        return {s.name: _as_dict(sample.__dict__[s.name]) for s in fields_of(type(sample))}
-    if isinstance(sample, list):
-        return [_as_dict(v) for v in sample]
-    if isinstance(sample, dict):
-        return {k: _as_dict(v) for k, v in sample.items()}
-    return sample
-
-
-def _type_spec(cls: type) -> Any:
-    """``cls`` if it pickles by reference (importable), else its schema record."""
-    module = sys.modules.get(cls.__module__)
-    if cls is DictSample or getattr(module, cls.__qualname__, None) is cls:
-        return cls
-    return ("schema", schema_record(cls, version="1.0.0"))
-
-
-def _from_spec(spec: Any) -> type:
-    return spec if isinstance(spec, type) else schema_to_type(spec[1])
-
-
-class _Reader:
-    """The dataset handed to the generator; pickles even when its sample type was generated.
-
-    ``datasets`` hashes the generator's arguments (and spawned ``DataLoader``
-    workers unpickle them): a type made at run time (by :func:`from_hf` or
-    ``decode_schema``) travels as its schema record and is rebuilt from it.
-    """
-
-    def __init__(self, dataset: Dataset[Any]) -> None:
-        self.dataset = dataset
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        ds = self.dataset
-        state = ds.__getstate__()
-        read_type = state.pop("_read_type", ds.sample_type)
-        state.pop("sample_type", None)
-        return (_reader, (_type_spec(ds.sample_type), _type_spec(read_type), state))
-
-
-def _reader(sample_type: Any, read_type: Any, state: dict[str, Any]) -> _Reader:
-    from atdata.dataset import Dataset
-
-    cls = Dataset[_from_spec(sample_type)]  # type: ignore[misc]
-    ds = cls.__new__(cls)
-    ds.__dict__.update(state)
-    ds._read_type = _from_spec(read_type)
-    return _Reader(ds)
-
-
-def _generate(reader: _Reader, shards: list[str]) -> Iterator[dict[str, Any]]:
-    part = copy.copy(reader.dataset)
-    part.source = _Shards(reader.dataset.source, shards)  # type: ignore[assignment]
-    for sample in part.ordered():
-        yield _as_dict(sample)
-
-
-def _feature(datasets: Any, ft: FieldType) -> Any:
-    """The Hugging Face feature of an atdata field type (None: not expressible, e.g. arrays)."""
-    simple = {
-        "str": "string",
-        "int": "int64",
-        "float": "float64",
-        "bool": "bool",
-        "bytes": "binary",
-    }
-    if ft.kind in simple:
-        return datasets.Value(simple[ft.kind])
-    if ft.kind == "list" and ft.item is not None:
-        inner = _feature(datasets, ft.item)
-        return None if inner is None else datasets.List(inner)
-    if ft.kind == "sample" and ft.sample_type is not None:
-        return _features(datasets, ft.sample_type)
-    return None  # arrays of unknown shape, maps
-
-
-def _features(datasets: Any, sample_type: type) -> Any:
-    if not is_packable(sample_type):
-        return None
-    out = {}
-    for spec in fields_of(sample_type):
-        feature = _feature(datasets, spec.type)
-        if feature is None:
-            return None
-        out[spec.name] = feature
-    return datasets.Features(out)
-
-
-def to_hf(dataset: Dataset[Any]) -> Any:
-    """A ``datasets.IterableDataset`` over ``dataset``'s shards (see ``Dataset.to_hf``)."""
-    datasets = _datasets()
-    shards = dataset.list_shards()
-    if not shards:
-        raise AtdataError("the dataset has no shards")
-    return datasets.IterableDataset.from_generator(
-        _generate,
-        features=_features(datasets, dataset.sample_type),
-        gen_kwargs={"reader": _Reader(dataset), "shards": shards},
-    )

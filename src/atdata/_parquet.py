@@ -12,8 +12,19 @@ renamed when complete.
 
 Needs ``pyarrow`` (``pip install 'atdata[parquet]'``).
 
->>> # ds.to_parquet("features.parquet")
->>> # pyarrow.parquet.read_table("features.parquet")["image"].combine_chunks().to_numpy_ndarray()
+>>> import atdata, tempfile
+>>> import numpy as np
+>>> import pyarrow.parquet as pq
+>>> @atdata.packable
+... class Feature:
+...     image: np.ndarray
+...     label: int
+>>> out = tempfile.mkdtemp()
+>>> ds = atdata.write_samples([Feature(np.ones((2, 3)), i) for i in range(4)], f"{out}/f.tar")
+>>> [path] = ds.to_parquet(f"{out}/features.parquet")
+>>> table = pq.read_table(path)
+>>> table["label"].to_pylist(), table["image"].combine_chunks().to_numpy_ndarray().shape
+([0, 1, 2, 3], (4, 2, 3))
 """
 
 from __future__ import annotations

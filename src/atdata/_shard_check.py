@@ -15,9 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import IO, Any
 
-from atdata._codec import decoder_for as _decoder_for
-from atdata._tar import BLOCK, iter_stream_members
-from atdata.dataset import _split_name
+from atdata._codec import decoder_for
+from atdata._tar import BLOCK, iter_stream_members, split_name
 from atdata.dict_sample import DictSample
 from atdata.errors import SampleError
 
@@ -29,7 +28,10 @@ MemberCheck = Callable[[str, str, int, Any], None]
 
 def stored_type(dataset: Any) -> type:
     """The type a dataset's stored samples decode as (before any lens view)."""
-    return getattr(dataset, "_read_type", None) or getattr(dataset, "sample_type", DictSample)
+    reader = getattr(dataset, "reader", None)
+    if reader is not None:
+        return reader.read_type  # type: ignore[no-any-return]
+    return getattr(dataset, "sample_type", DictSample)
 
 
 def member_checker(sample_type: type) -> MemberCheck:
@@ -42,13 +44,13 @@ def member_checker(sample_type: type) -> MemberCheck:
             except SampleError as exc:
                 raise SampleError(exc.reason, key=key, field=exc.field, shard=shard) from None
     else:
-        dec = _decoder_for(sample_type).decode
+        dec = decoder_for(sample_type).decode
 
         def decode(payload: Any, key: str, shard: str) -> None:
             dec(payload, False, key, shard)
 
     def check(shard: str, name: str, offset: int, payload: Any) -> None:
-        stem, ext = _split_name(name)
+        stem, ext = split_name(name)
         if ext != "msgpack" or not stem:
             raise SampleError(
                 f"member {name!r} at byte offset {offset - BLOCK} is not a '<key>.msgpack' "

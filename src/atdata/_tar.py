@@ -277,7 +277,7 @@ def iter_members(buf: Any, shard: str) -> Iterator[tuple[str, int, int]]:
 _CHUNK = 1 << 20
 
 
-def _read_exact(stream: IO[bytes], n: int) -> bytes:
+def _read_exact(stream: IO[bytes] | io.RawIOBase, n: int) -> bytes:
     """``n`` bytes of ``stream``, or fewer at its end; memory grows only with what arrives."""
     data = stream.read(min(n, _CHUNK)) or b""
     if len(data) == n:
@@ -293,7 +293,9 @@ def _read_exact(stream: IO[bytes], n: int) -> bytes:
     return b"".join(parts)
 
 
-def iter_stream_members(stream: IO[bytes], shard: str) -> Iterator[tuple[str, int, bytes]]:
+def iter_stream_members(
+    stream: IO[bytes] | io.RawIOBase, shard: str
+) -> Iterator[tuple[str, int, bytes]]:
     """Like :func:`iter_members` for a non-seekable stream: yields ``(name, offset, payload)``.
 
     A member larger than :data:`MAX_STREAM_MEMBER` is refused before it is read.
@@ -361,6 +363,20 @@ def iter_stream_members(stream: IO[bytes], shard: str) -> Iterator[tuple[str, in
         off = data + padded
 
 
+def split_name(name: str) -> tuple[str, str]:
+    """A member name's sample key and extension, by WebDataset's rule: the key is the
+    path up to the first dot of the base name.
+
+    >>> split_name("train/cat.0001.msgpack")
+    ('train/cat', '0001.msgpack')
+    """
+    base = name.rfind("/") + 1
+    dot = name.find(".", base)
+    if dot < 0:
+        return name, ""
+    return name[:dot], name[dot + 1 :]
+
+
 def map_file(stream: IO[bytes]) -> mmap.mmap | None:
     """Memory-map ``stream`` if it is a regular local file, else return None."""
     try:
@@ -377,6 +393,19 @@ def map_file(stream: IO[bytes]) -> mmap.mmap | None:
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def closed_size(offset: int, key: str, size: int) -> int:
+    """The file size after appending a ``<key>.msgpack`` member of ``size`` bytes at
+    ``offset`` and closing the archive (headers, padding, end-of-archive record).
+
+    >>> closed_size(0, "a", 1)
+    10240
+    """
+    name = len(key.encode("utf-8")) + len(".msgpack")
+    pax = 3 * BLOCK if name > 100 else 0  # PAX header block and its (at most two-block) record
+    end = offset + pax + BLOCK + -(-size // BLOCK) * BLOCK + 2 * BLOCK
+    return -(-end // RECORD) * RECORD
 
 
 def _header_template() -> bytearray:

@@ -30,10 +30,10 @@ import re
 import socket
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
-from urllib.parse import parse_qsl, quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 from atdata.errors import CredentialURLError, PrivateURLError, PrivateURLWarning
 
@@ -53,6 +53,7 @@ __all__ = [
     "parse_ip",
     "private_urls_allowed",
     "public_s3_url",
+    "redact_url",
     "url_concern",
 ]
 
@@ -230,7 +231,7 @@ def url_concern(url: str, *, resolve: bool = True, endpoint: str | None = None) 
         concern = url_concern(endpoint, resolve=resolve)
         if concern is None:
             return None
-        return Concern(concern.kind, f"its S3 endpoint {_redact(endpoint)}: {concern.reason}")
+        return Concern(concern.kind, f"its S3 endpoint {redact_url(endpoint)}: {concern.reason}")
     if scheme not in ("http", "https"):
         return Concern("scheme", f"{scheme}:// is not a scheme atdata reads from records")
     try:
@@ -260,10 +261,19 @@ def credential_reason(url: str) -> str | None:
     return None
 
 
-def _redact(url: str) -> str:
-    from atdata.sources import redact_url
+def redact_url(url: str) -> str:
+    """``url`` without credentials or query string, safe to print.
 
-    return redact_url(url)
+    >>> redact_url("https://user:secret@example.org:8443/data.tar?X-Amz-Signature=abc")
+    'https://example.org:8443/data.tar'
+    """
+    parts = urlsplit(url)
+    if not parts.scheme or len(parts.scheme) == 1 or parts.scheme == "at":
+        return url  # a local path (or a Windows drive), or an at:// URI (a DID has no secrets)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def is_aws_endpoint(endpoint: str | None) -> bool:
@@ -319,9 +329,9 @@ def check_publishable(
         secret = credential_reason(url)
         if secret is not None:
             raise CredentialURLError(
-                f"refusing to publish {_redact(url)!r}: {secret}; a record is public and "
+                f"refusing to publish {redact_url(url)!r}: {secret}; a record is public and "
                 "permanent, so publish the plain URL and let readers bring their own access",
-                url=_redact(url),
+                url=redact_url(url),
             )
     by_origin: dict[tuple[str, str], Concern | None] = {}  # resolve each host once
     for url in url_list:
@@ -331,7 +341,7 @@ def check_publishable(
             by_origin[origin] = url_concern(url, endpoint=endpoint)
         concern = by_origin[origin]
         if concern is not None:
-            concerns.setdefault(concern.reason, []).append(_redact(url))
+            concerns.setdefault(concern.reason, []).append(redact_url(url))
     if not concerns:
         return
     lines = []
@@ -415,7 +425,9 @@ def _refusal(url: str, reason: str, *, opt_in: bool) -> PrivateURLError:
         if opt_in
         else ""
     )
-    return PrivateURLError(f"refusing to read {_redact(url)!r}: {reason}{hint}", url=_redact(url))
+    return PrivateURLError(
+        f"refusing to read {redact_url(url)!r}: {reason}{hint}", url=redact_url(url)
+    )
 
 
 def _origin(url: str) -> tuple[str, int] | None:
@@ -431,7 +443,7 @@ def _origin(url: str) -> tuple[str, int] | None:
 
 
 @functools.cache
-def _checked_transport_class() -> type[httpx.HTTPTransport]:
+def _checked_transport_class() -> Callable[[ReadPolicy], httpx.HTTPTransport]:
     """The pinned transport class (built on first use: ``import atdata`` stays light)."""
     import httpcore
     import httpx

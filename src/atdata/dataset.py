@@ -1,44 +1,55 @@
 """``Dataset[T]``: typed, lazy iteration over tar shards, ordered, shuffled or batched.
 
->>> import atdata, numpy as np
->>> from numpy.typing import NDArray
+>>> import atdata, tempfile
+>>> import numpy as np
 >>> @atdata.packable
 ... class Feature:
-...     x: NDArray
+...     x: np.ndarray
 ...     label: int
->>> # ds = atdata.Dataset[Feature]("data-{000000..000009}.tar")
->>> # for batch in ds.ordered(batch_size=32): batch.x.shape
+>>> out = tempfile.mkdtemp()
+>>> ds = atdata.write_samples(
+...     (Feature(np.zeros(3), i) for i in range(10)), f"{out}/data.tar", maxcount=4
+... )
+>>> len(ds.list_shards())
+3
+>>> [batch.x.shape for batch in ds.ordered(batch_size=4)]
+[(4, 3), (4, 3), (2, 3)]
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import os
 import random
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
-from typing import IO, Any, ClassVar, Generic, Literal, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
 import numpy as np
 
-from atdata._codec import decoder_for as _decoder_for
-from atdata._tar import iter_members, iter_stream_members, map_file
+from atdata._reader import OnError, Reader
 from atdata.batch import SampleBatch
 from atdata.cache import Prefetcher, ShardCache
 from atdata.dict_sample import DictSample
-from atdata.errors import AtdataError, SampleError, ShardError
-from atdata.lens import Lens, network
+from atdata.errors import SampleError
+from atdata.lens import network
 from atdata.protocols import DataSource
-from atdata.sample import is_packable
-from atdata.shard_index import ShardIndex, cached_index, index_file, keep_index
-from atdata.sources import S3Source, URLSource, expand_urls, local_path
+from atdata.sample import PackableSample, is_packable
+from atdata.shard_index import ShardIndex
+from atdata.sources import S3Source, URLSource, expand_urls
+from atdata.writer import write_shards
 
-__all__ = ["Dataset"]
+if TYPE_CHECKING:
+    from atdata.processing import Engine
+    from atdata.torch_loader import TorchDataset
+
+__all__ = ["Dataset", "write_samples"]
 
 ST = TypeVar("ST")
-OnError = Literal["raise", "skip"]
+V = TypeVar("V")
+S = TypeVar("S", bound=PackableSample | DictSample)
 SourceLike = DataSource | str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
-_SUFFIX = ".msgpack"
 
 
 def make_source(source: SourceLike, credentials: Mapping[str, str] | None = None) -> DataSource:
@@ -58,15 +69,6 @@ def make_source(source: SourceLike, credentials: Mapping[str, str] | None = None
 def _one_bucket(urls: list[str]) -> tuple[str, list[str]]:
     src = S3Source.from_urls(urls)
     return src.bucket, src.keys
-
-
-def _split_name(name: str) -> tuple[str, str]:
-    """WebDataset's rule: the key is the path up to the first dot of the base name."""
-    base = name.rfind("/") + 1
-    dot = name.find(".", base)
-    if dot < 0:
-        return name, ""
-    return name[:dot], name[dot + 1 :]
 
 
 class Dataset(Generic[ST]):
@@ -91,6 +93,10 @@ class Dataset(Generic[ST]):
 
     sample_type: ClassVar[type] = DictSample
     _typed: ClassVar[dict[type, type]] = {}
+    #: How this dataset reads its shards (shared with :mod:`atdata.processing` and the
+    #: PyTorch adapter; not a stable API).
+    reader: Reader
+    metadata_url: str | None
 
     def __class_getitem__(cls, item: Any) -> Any:
         if isinstance(item, TypeVar) or item is Any:
@@ -109,12 +115,38 @@ class Dataset(Generic[ST]):
             cls._typed[item] = typed
         return typed
 
+    @overload
+    def __init__(
+        self: Dataset[DictSample],
+        source: SourceLike | None = None,
+        metadata_url: str | None = None,
+        *,
+        sample_type: None = None,
+        credentials: Mapping[str, str] | None = None,
+        on_error: OnError = "raise",
+        url: str | None = None,
+        cache: ShardCache | bool | None = None,
+        prefetch: int = 2,
+    ) -> None: ...
+    @overload
     def __init__(
         self,
         source: SourceLike | None = None,
         metadata_url: str | None = None,
         *,
-        sample_type: type | None = None,
+        sample_type: type[ST] | None = None,
+        credentials: Mapping[str, str] | None = None,
+        on_error: OnError = "raise",
+        url: str | None = None,
+        cache: ShardCache | bool | None = None,
+        prefetch: int = 2,
+    ) -> None: ...
+    def __init__(
+        self,
+        source: SourceLike | None = None,
+        metadata_url: str | None = None,
+        *,
+        sample_type: type[Any] | None = None,
         credentials: Mapping[str, str] | None = None,
         on_error: OnError = "raise",
         url: str | None = None,
@@ -129,20 +161,34 @@ class Dataset(Generic[ST]):
             )
         if sample_type is not None:
             self.sample_type = sample_type  # type: ignore[misc]
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-        self.source: DataSource = make_source(source, credentials)
-        self.on_error: OnError = on_error
-        self._lens: Lens[Any, Any] | None = None
-        self._read_type: type = self.sample_type
-        self._url = source if isinstance(source, str) else None
-        self.metadata_url = metadata_url
-        self._remote: Prefetcher | None = None
+        resolved = make_source(source, credentials)
+        remote: Prefetcher | None = None
         if cache is not False:
             shard_cache = cache if isinstance(cache, ShardCache) else ShardCache()
-            self._remote = Prefetcher(shard_cache, self.source, prefetch)
+            remote = Prefetcher(shard_cache, resolved, prefetch)
+        self.reader = Reader(resolved, on_error=on_error, read_type=self.sample_type, remote=remote)
+        self._url = source if isinstance(source, str) else None
+        self.metadata_url = metadata_url
 
     # ------------------------------------------------------------------ description
+
+    @property
+    def source(self) -> DataSource:
+        """Where the shards are."""
+        return self.reader.source
+
+    @property
+    def on_error(self) -> OnError:
+        """``"raise"`` or ``"skip"``: what a bad sample or shard does."""
+        return self.reader.on_error
+
+    def streaming(self) -> Dataset[ST]:
+        """This dataset reading remote shards as streams: no shard cache, no download step."""
+        if self.reader.remote is None:
+            return self
+        out = copy.copy(self)
+        out.reader = self.reader.replace(remote=None)
+        return out
 
     @property
     def url(self) -> str:
@@ -188,24 +234,26 @@ class Dataset(Generic[ST]):
 
     # ------------------------------------------------------------------ views
 
-    def as_type(self, view_type: type) -> Dataset[Any]:
+    def as_type(self, view_type: type[V]) -> Dataset[V]:
         """A view of this dataset as ``view_type`` through the shortest chain of lenses."""
         lens = network.transform(self.sample_type, view_type)
-        out: Dataset[Any] = Dataset[view_type](self.source, on_error=self.on_error)  # type: ignore[valid-type]
+        cls = _typed(view_type)
+        out = cls.__new__(cls)
         out._url = self._url
         out.metadata_url = self.metadata_url
-        out._remote = self._remote  # the same shard cache and prefetching
+        reader = self.reader  # the same source, shard cache and prefetching
         if self.sample_type is DictSample and lens is getattr(view_type, "_atdata_dict_lens", None):
-            out._read_type = view_type  # decode straight into the view type
+            out.reader = reader.replace(read_type=view_type)  # decode straight into the view type
         else:
-            out._lens = lens if self._lens is None else self._lens.then(lens)
-            out._read_type = self._read_type
+            out.reader = reader.replace(
+                lens=lens if reader.lens is None else reader.lens.then(lens)
+            )
         return out
 
     # ------------------------------------------------------------------ iteration
 
     def __iter__(self) -> Iterator[ST]:
-        return self.ordered()  # type: ignore[return-value]
+        return self.ordered()
 
     def head(self, n: int = 5) -> list[ST]:
         """The first ``n`` samples in order."""
@@ -213,11 +261,15 @@ class Dataset(Generic[ST]):
         if n <= 0:
             return out
         for sample in self.ordered():
-            out.append(sample)  # type: ignore[arg-type]
+            out.append(sample)
             if len(out) >= n:
                 break
         return out
 
+    @overload
+    def ordered(self, batch_size: None = None, *, copy: bool = True) -> Iterator[ST]: ...
+    @overload
+    def ordered(self, batch_size: int, *, copy: bool = True) -> Iterator[SampleBatch[ST]]: ...
     def ordered(
         self, batch_size: int | None = None, *, copy: bool = True
     ) -> Iterator[ST] | Iterator[SampleBatch[ST]]:
@@ -228,17 +280,33 @@ class Dataset(Generic[ST]):
         shard's map open for as long as it lives; copy it (``np.array(view)``) to
         modify it. Batches always own their stacked arrays.
         """
-        order = self._prefetch_order(self.list_shards())
+        reader = self.reader
+        order = reader.prefetch(self.list_shards())
         if batch_size is None:
-            return self._ordered_samples(order, copy)
-        return self._emit((p for s in order for p in self._payloads(s)), batch_size)
+            return reader.ordered(order, copy)
+        payloads = (p for s in order for p in reader.payloads(s))
+        return reader.batches(payloads, batch_size, self.sample_type)
 
-    def _ordered_samples(self, shards: list[str], copy: bool = True) -> Iterator[Any]:
-        decode = self._decoder(copy=copy)
-        fast = self._fast_decoder(copy)
-        for shard in shards:
-            yield from self._payloads(shard, decode, fast)
-
+    @overload
+    def shuffled(
+        self,
+        batch_size: None = None,
+        *,
+        seed: int | None = None,
+        buffer_shards: int = 8,
+        buffer_samples: int = 10_000,
+        copy: bool = True,
+    ) -> Iterator[ST]: ...
+    @overload
+    def shuffled(
+        self,
+        batch_size: int,
+        *,
+        seed: int | None = None,
+        buffer_shards: int = 8,
+        buffer_samples: int = 10_000,
+        copy: bool = True,
+    ) -> Iterator[SampleBatch[ST]]: ...
     def shuffled(
         self,
         batch_size: int | None = None,
@@ -258,226 +326,17 @@ class Dataset(Generic[ST]):
         rng = random.Random(seed if seed is not None else random.SystemRandom().getrandbits(64))
         order = self.list_shards()
         rng.shuffle(order)
-        self._prefetch_order(order)
-        return self._emit(
-            self._shuffled_payloads(order, rng, buffer_shards, buffer_samples), batch_size, copy
-        )
-
-    def _shuffled_payloads(
-        self, order: list[str], rng: random.Random, buffer_shards: int, buffer_samples: int
-    ) -> Iterator[tuple[str, str, Any]]:
-        pending = iter(order)
-        streams = [
-            self._payloads(s)
-            for s in (next(pending, None) for _ in range(max(1, buffer_shards)))
-            if s
-        ]
-        buf: list[tuple[str, str, Any]] = []
-        while streams:
-            i = rng.randrange(len(streams))
-            item = next(streams[i], None)
-            if item is None:
-                nxt = next(pending, None)
-                if nxt is None:
-                    streams.pop(i)
-                else:
-                    streams[i] = self._payloads(nxt)
-                continue
-            if len(buf) < buffer_samples:
-                buf.append(item)
-                continue
-            j = rng.randrange(len(buf))
-            yield buf[j]
-            buf[j] = item
-        rng.shuffle(buf)
-        yield from buf
-
-    def _payloads(
-        self,
-        shard: str,
-        decode: Callable[[str, str, Any], Any] | None = None,
-        fast: Callable[[Any], Any] | None = None,
-    ) -> Iterator[Any]:
-        """``(shard, key, payload)`` for every sample of one shard, or the decoded samples.
-
-        Payloads are memoryviews into the memory-mapped shard when it is a local
-        file. With ``decode``, samples are decoded here (one generator level less
-        on the hottest path) and a bad one is skipped or raised per ``on_error``.
-        """
-        try:
-            stream = self._open(shard)
-        except (ShardError, KeyError, OSError) as exc:
-            self._fail(exc if isinstance(exc, ShardError) else ShardError(shard, str(exc)))
-            return
-        try:
-            mapped = map_file(stream)
-            members: Iterator[tuple[str, int, Any]]
-            if mapped is not None:
-                view = memoryview(mapped)
-                index = cached_index(stream, shard)
-                if index is not None:  # read before in this process: no header walk
-                    members = zip(index.keys, index.offsets.tolist(), index.sizes.tolist())
-                else:
-                    members = self._keys(iter_members(mapped, shard), shard, stream)
-            else:
-                members = self._keys(iter_stream_members(stream, shard), shard, None)
-            for key, off, size_or_payload in members:
-                payload = (
-                    view[off : off + size_or_payload] if mapped is not None else size_or_payload
-                )
-                if decode is None:
-                    yield shard, key, payload
-                    continue
-                if fast is not None:
-                    try:
-                        sample = fast(payload)
-                    except Exception:
-                        pass
-                    else:
-                        yield sample
-                        continue
-                try:
-                    sample = decode(shard, key, payload)
-                except SampleError as exc:
-                    self._fail(exc)
-                    continue
-                yield sample
-        except ShardError as exc:
-            self._fail(exc)
-        finally:
-            stream.close()
-
-    def _keys(
-        self, members: Iterator[tuple[str, int, Any]], shard: str, stream: IO[bytes] | None
-    ) -> Iterator[tuple[str, int, Any]]:
-        """``(key, offset, size or payload)`` of each sample member of a header walk.
-
-        When the walk of a local file ends cleanly with only sample members, its
-        offset index is kept, so reading the unchanged shard again walks no header.
-        """
-        keys: list[str] = []
-        offsets: list[int] = []
-        sizes: list[Any] = []
-        clean = True
-        for name, off, size_or_payload in members:
-            key = name[:-8]
-            if not (name[-8:] == _SUFFIX and "." not in key):
-                found = self._member_key(shard, name, off)
-                if found is None:
-                    clean = False
-                    continue
-                key = found
-            if stream is not None:
-                keys.append(key)
-                offsets.append(off)
-                sizes.append(size_or_payload)
-            yield key, off, size_or_payload
-        if stream is not None and clean:
-            keep_index(
-                stream,
-                ShardIndex(
-                    shard, tuple(keys), np.asarray(offsets, np.int64), np.asarray(sizes, np.int64)
-                ),
-            )
-
-    def _open(self, shard: str) -> IO[bytes]:
-        """Open one shard for reading; a remote one as its local copy in the shard cache."""
-        if self._remote is None or local_path(shard) is not None:
-            return self.source.open_shard(shard)
-        return self._remote.open(shard)
-
-    def _prefetch_order(self, shards: list[str]) -> list[str]:
-        """Announce the order of the next shard reads, so remote ones download ahead; return it."""
-        if self._remote is not None:
-            self._remote.prefetch([s for s in shards if local_path(s) is None])
-        return shards
-
-    def _member_key(self, shard: str, name: str, off: int) -> str | None:
-        """The key of a ``.msgpack`` member with dots in its directory; report any other member."""
-        key, ext = _split_name(name)
-        if ext == "msgpack":
-            return key
-        self._fail(
-            SampleError(
-                f"member {name!r} at byte offset {off - 512} is not a '.msgpack' payload "
-                f"(extension {ext!r}); atdata samples are one '<key>.msgpack' member",
-                key=key,
-                shard=shard,
-            )
-        )
-        return None
-
-    def _fail(self, exc: AtdataError) -> None:
-        if self.on_error == "raise":
-            raise exc
-        warnings.warn(f"skipped: {exc}", stacklevel=3)
-
-    def _decoder(self, copy: bool) -> Callable[[str, str, Any], Any]:
-        read_type = self._read_type
-        lens = self._lens
-        if read_type is DictSample:
-
-            def decode(shard: str, key: str, payload: Any) -> Any:
-                return DictSample.from_bytes(payload, key=key)
-        else:
-            dec = _decoder_for(read_type).decode
-
-            def decode(shard: str, key: str, payload: Any) -> Any:
-                return dec(payload, copy, key, shard)
-
-        if lens is None:
-            return decode
-        get = lens.get
-        return lambda shard, key, payload: get(decode(shard, key, payload))
-
-    def _emit(
-        self, payloads: Iterator[tuple[str, str, Any]], batch_size: int | None, copy: bool = True
-    ) -> Iterator[Any]:
+        reader = self.reader
+        reader.prefetch(order)
+        payloads = reader.shuffled(order, rng, buffer_shards, buffer_samples)
         if batch_size is None:
-            return self._samples(payloads, copy)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, not {batch_size}")
-        return self._batches(payloads, batch_size)
-
-    def _samples(
-        self, payloads: Iterator[tuple[str, str, Any]], copy: bool = True
-    ) -> Iterator[Any]:
-        decode = self._decoder(copy=copy)
-        if self.on_error == "raise":
-            for shard, key, payload in payloads:
-                yield decode(shard, key, payload)
-            return
-        for shard, key, payload in payloads:
-            try:
-                sample = decode(shard, key, payload)
-            except SampleError as exc:
-                self._fail(exc)
-                continue
-            yield sample
-
-    def _batches(self, payloads: Iterator[tuple[str, str, Any]], batch_size: int) -> Iterator[Any]:
-        decode = self._decoder(copy=False)  # arrays are views; stacking makes the one copy
-        sample_type = self.sample_type
-        chunk: list[Any] = []
-        for shard, key, payload in payloads:
-            try:
-                chunk.append(decode(shard, key, payload))
-            except SampleError as exc:
-                self._fail(exc)
-                continue
-            if len(chunk) == batch_size:
-                yield SampleBatch(chunk, sample_type)
-                chunk = []
-        if chunk:
-            yield SampleBatch(chunk, sample_type)
+            return reader.samples(payloads, copy)
+        return reader.batches(payloads, batch_size, self.sample_type)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_maps", None)  # memory maps are per process
         state.pop("_keymap", None)
         state.pop("_dupkeys", None)
-        for per_process in ("_decoders", "_spans", "_shard_ids", "_files"):
-            state.pop(per_process, None)  # closures and memory maps, rebuilt on first use
         return state
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -487,33 +346,16 @@ class Dataset(Generic[ST]):
 
     def shard_index(self, shard: str) -> ShardIndex:
         """The offset index of one shard (built once by a header walk, then kept)."""
-        indexes: dict[str, ShardIndex] = self.__dict__.setdefault("_indexes", {})
-        found = indexes.get(shard)
-        if found is None:
-            stream = self._open(shard)
-            try:
-                found = index_file(stream, shard)
-            finally:
-                stream.close()
-            indexes[shard] = found
-        return found
+        return self.reader.shard_index(shard)
 
     def sample_counts(self) -> tuple[int, ...]:
         """The number of samples in each shard, in shard order.
 
         With ``on_error="skip"`` a shard that cannot be indexed warns and counts as empty.
         """
-        shards = self._prefetch_order(self.list_shards())  # remote shards download ahead
-        return tuple(self._count(s) for s in shards)
-
-    def _count(self, shard: str) -> int:
-        if self.on_error == "raise":
-            return len(self.shard_index(shard))
-        try:
-            return len(self.shard_index(shard))
-        except AtdataError as exc:
-            self._fail(exc)
-            return 0
+        reader = self.reader
+        shards = reader.prefetch(self.list_shards())  # remote shards download ahead
+        return tuple(reader.count(s) for s in shards)
 
     def __len__(self) -> int:
         return sum(self.sample_counts())
@@ -529,7 +371,7 @@ class Dataset(Generic[ST]):
             raise IndexError(f"sample {i} is out of range for a dataset of {n} samples")
         for pos, c in enumerate(counts):
             if j < c:
-                return self.read_sample(pos, j)  # type: ignore[no-any-return]
+                return self.read_sample(pos, j)
             j -= c
         raise AssertionError("unreachable")
 
@@ -567,96 +409,17 @@ class Dataset(Generic[ST]):
                 key=key,
                 shard=shards[pos],
             )
-        return self.read_sample(pos, i)  # type: ignore[no-any-return]
+        return self.read_sample(pos, i)
 
-    def read_sample(self, shard_pos: int, i: int, *, copy: bool = True) -> Any:
+    def read_sample(self, shard_pos: int, i: int, *, copy: bool = True) -> ST:
         """Decode sample ``i`` of the shard at position ``shard_pos`` without scanning the shard."""
-        return self.read_samples([shard_pos], [i], copy=copy)[0]
+        return self.reader.read_samples([shard_pos], [i], copy)[0]  # type: ignore[no-any-return]
 
     def read_samples(
         self, shard_positions: Sequence[int], indices: Sequence[int], *, copy: bool = True
-    ) -> list[Any]:
+    ) -> list[ST]:
         """Decode many samples by (shard position, index in shard), through the offset index."""
-        decode = self._random_access()[copy]
-        fast = self._fast_decoder(copy)
-        spans: dict[int, tuple[str, tuple[str, ...], list[int], list[int], memoryview]]
-        spans = self.__dict__.setdefault("_spans", {})
-        out = []
-        for pos, i in zip(shard_positions, indices):
-            span = spans.get(pos)
-            if span is None:
-                shard = self._random_access_shards()[pos]
-                index = self.shard_index(shard)
-                span = (
-                    shard,
-                    index.keys,
-                    index.offsets.tolist(),
-                    index.sizes.tolist(),
-                    self._mapped(shard),
-                )
-                spans[pos] = span
-            shard, keys, offsets, sizes, view = span
-            off = offsets[i]
-            payload = view[off : off + sizes[i]]
-            if fast is not None:
-                try:
-                    out.append(fast(payload))
-                    continue
-                except Exception:
-                    pass  # decode again below, for the error that names the shard and key
-            out.append(decode(shard, keys[i], payload))
-        return out
-
-    def _fast_decoder(self, copy: bool) -> Callable[[Any], Any] | None:
-        """The hot-path decoder of typed samples without a lens (None otherwise)."""
-        if self._lens is not None or self._read_type is DictSample:
-            return None
-        return _decoder_for(self._read_type).fast(copy)
-
-    def _random_access(self) -> dict[bool, Callable[[str, str, Any], Any]]:
-        decoders = self.__dict__.get("_decoders")
-        if decoders is None:
-            decoders = self._decoders = {c: self._decoder(c) for c in (True, False)}
-        return decoders
-
-    def _random_access_shards(self) -> list[str]:
-        shards = self.__dict__.get("_shard_ids")
-        if shards is None:
-            shards = self._shard_ids = self.list_shards()
-        return shards
-
-    def _mapped(self, shard: str) -> memoryview:
-        """A memoryview over the whole shard (memory-mapped when local), kept for reuse."""
-        maps: dict[str, memoryview] = self.__dict__.setdefault("_maps", {})
-        view = maps.get(shard)
-        if view is None:
-            stream = self._open(shard)
-            try:
-                mapped = map_file(stream)
-                view = memoryview(mapped if mapped is not None else stream.read())
-                # local files only: a cached remote shard may be evicted once it is closed
-                named = isinstance(getattr(stream, "name", None), str | Path)
-                if mapped is not None and named and local_path(shard) is not None:
-                    st = os.fstat(stream.fileno())
-                    start = np.frombuffer(view, dtype=np.uint8).ctypes.data
-                    path = os.path.abspath(os.fspath(stream.name))
-                    file = (path, st.st_dev, st.st_ino, st.st_size)
-                    files: dict[str, tuple[int, int, tuple[str, int, int, int]]]
-                    files = self.__dict__.setdefault("_files", {})
-                    files[shard] = (start, start + len(view), file)
-            finally:
-                stream.close()
-            if len(maps) >= 64:
-                evicted = next(iter(maps))
-                maps.pop(evicted)
-                self.__dict__.get("_files", {}).pop(evicted, None)
-            maps[shard] = view
-        return view
-
-    def _mapped_regions(self) -> dict[str, tuple[int, int, tuple[str, int, int, int]]]:
-        """Shard id -> (start address, end address, (path, device, inode, size)) of each local
-        shard mapped for random access in this process (for cheap DataLoader transfers)."""
-        return self.__dict__.get("_files", {})
+        return self.reader.read_samples(shard_positions, indices, copy)
 
     # ------------------------------------------------------------------ PyTorch
 
@@ -670,16 +433,15 @@ class Dataset(Generic[ST]):
         block_shards: int = 4,
         rank: int | None = None,
         world_size: int | None = None,
-    ) -> Any:
+    ) -> TorchDataset:
         """A ``torch.utils.data.IterableDataset`` over this dataset for DDP ranks and workers.
 
         See :mod:`atdata.distributed` for the exact rules (every sample once per
         epoch, equal counts per rank, the same order for any number of workers)
         and :class:`atdata.torch_loader.TorchDataset` for resume. Rank and world
-        size come from ``torch.distributed`` or ``RANK``/``WORLD_SIZE``.
-
-        >>> # loader = ds.to_torch(batch_size=32, shuffle=True).loader(num_workers=2)
-        >>> # for batch in loader: batch["image"].shape
+        size come from ``torch.distributed`` or ``RANK``/``WORLD_SIZE``. Iterate
+        ``ds.to_torch(batch_size=32, shuffle=True).loader(num_workers=2)`` for
+        dicts of tensors. Needs ``torch``.
         """
         from atdata.torch_loader import TorchDataset
 
@@ -710,9 +472,8 @@ class Dataset(Generic[ST]):
         with ``maxcount``, files of at most that many rows are written as
         ``{stem}-{i:06d}{suffix}``. ``row_group_size`` (rows) and
         ``row_group_bytes`` bound each row group; other keyword arguments go to
-        ``pyarrow.parquet.ParquetWriter`` (``compression=...``). Needs ``pyarrow``.
-
-        >>> # ds.to_parquet("features.parquet", compression="zstd")
+        ``pyarrow.parquet.ParquetWriter`` (``compression=...``), as in
+        ``ds.to_parquet("features.parquet", compression="zstd")``. Needs ``pyarrow``.
         """
         from atdata._parquet import write_parquet
 
@@ -723,33 +484,103 @@ class Dataset(Generic[ST]):
 
         One Hugging Face shard per atdata shard, so ``DataLoader`` workers and
         ``datasets.distributed.split_dataset_by_node`` split it by shard. Needs
-        ``datasets`` (``pip install 'atdata[hf]'``).
-
-        >>> # hf = ds.to_hf().with_format("torch")
+        ``datasets`` (``pip install 'atdata[hf]'``); ``ds.to_hf().with_format("torch")``
+        yields tensors.
         """
-        from atdata._hf import to_hf
+        from atdata._to_hf import to_hf
 
-        return to_hf(self)
+        return to_hf(self.reader, self.list_shards(), self.sample_type)
 
     # ------------------------------------------------------------------ processing
 
     def map_shards(
-        self, fn: Callable[[Any], Any], output_pattern: str, **kwargs: Any
+        self,
+        fn: Callable[[ST], Any],
+        output_pattern: str | os.PathLike[str],
+        *,
+        engine: Engine = "local",
+        maxcount: int | None = None,
+        num_workers: int | None = None,
+        client: Any = None,
     ) -> Dataset[Any]:
         """``fn`` (a function or lens) applied to every sample, one output shard per input shard.
 
-        Keyword arguments (``engine="local"|"dask"``, ``maxcount``, ``num_workers``,
-        ``client``) are those of :func:`atdata.processing.map_dataset`.
+        Input shard ``i`` is written to ``output_pattern % i`` (a local path with a
+        ``%06d``-style placeholder); with ``maxcount``, into pieces of at most
+        ``maxcount`` samples (``<name>-001.tar``, ...). Keys are kept, samples for
+        which ``fn`` returns None are dropped, and shards whose output exists are
+        skipped, so a rerun resumes. ``engine="local"`` runs ``num_workers``
+        processes (default: one per CPU; 0 runs here); ``engine="dask"`` uses
+        ``client``, the current Dask client, or a local cluster of ``num_workers``.
+        With processes, ``fn`` and the sample types must be importable (picklable).
+        The new dataset's type is ``fn``'s declared output type (a lens's view type
+        or a ``@packable`` return annotation), else that of the samples written.
 
-        >>> # gray = ds.map_shards(to_gray, "gray/data-%06d.tar", engine="dask")
+        >>> import atdata, tempfile
+        >>> @atdata.packable
+        ... class Num:
+        ...     value: int
+        >>> out = tempfile.mkdtemp()
+        >>> ds = atdata.write_samples([Num(1), Num(2)], f"{out}/in.tar")
+        >>> twice = ds.map_shards(lambda n: Num(n.value * 2), f"{out}/out-%06d.tar", num_workers=0)
+        >>> [n.value for n in twice]
+        [2, 4]
         """
-        from atdata.processing import map_dataset
+        from atdata.processing import map_shards
 
-        return map_dataset(self, fn, output_pattern, **kwargs)
+        paths, out_type = map_shards(
+            self.reader,
+            self.list_shards(),
+            fn,
+            output_pattern,
+            engine=engine,
+            maxcount=maxcount,
+            num_workers=num_workers,
+            client=client,
+        )
+        return _typed(out_type)(paths)
+
+
+def write_samples(
+    samples: Iterable[S],
+    pattern: str | os.PathLike[str],
+    *,
+    maxcount: int | None = None,
+    maxsize: int | None = None,
+) -> Dataset[S]:
+    """Write samples to tar shards and return the :class:`Dataset` that reads them back.
+
+    ``pattern`` is a file name, or a ``%06d`` pattern; with ``maxcount`` or
+    ``maxsize`` and no placeholder, ``-%06d`` is added before the extension.
+    All samples have one type. All or nothing: when writing fails (or is
+    interrupted), the shards this call completed are removed again, and a
+    killed process leaves no shard under a shard name but complete ones.
+
+    >>> import atdata, tempfile
+    >>> @atdata.packable
+    ... class Word:
+    ...     text: str
+    >>> out = tempfile.mkdtemp()
+    >>> ds = write_samples([Word("a"), Word("b"), Word("c")], f"{out}/w.tar", maxcount=2)
+    >>> [p.rsplit("/", 1)[1] for p in ds.list_shards()], [w.text for w in ds]
+    (['w-000000.tar', 'w-000001.tar'], ['a', 'b', 'c'])
+    """
+    it = iter(samples)
+    first = next(it, None)
+    if first is None:
+        raise ValueError("write_samples got no samples")
+    paths = write_shards(itertools.chain([first], it), pattern, maxcount=maxcount, maxsize=maxsize)
+    return _typed(type(first))(paths)
+
+
+def _typed(sample_type: type[V]) -> type[Dataset[V]]:
+    """``Dataset[sample_type]``, the class, for a type known only at run time."""
+    return Dataset[sample_type]  # type: ignore[valid-type,no-any-return]
 
 
 def _rebuild(sample_type: type, state: dict[str, Any]) -> Dataset[Any]:
     """Unpickle a dataset (its typed class is created on the fly by ``Dataset[T]``)."""
-    ds = Dataset[sample_type].__new__(Dataset[sample_type])  # type: ignore[valid-type]
+    cls = _typed(sample_type)
+    ds = cls.__new__(cls)
     ds.__dict__.update(state)
     return ds

@@ -84,7 +84,9 @@ class EpochPlan:
         parts = []
         for b in range(0, len(shard_order), max(1, self.block_shards)):
             block = shard_order[b : b + max(1, self.block_shards)]
-            ids = np.concatenate([np.arange(starts[s], starts[s] + counts[s]) for s in block])
+            ids = np.concatenate(
+                [np.arange(int(starts[s]), int(starts[s] + counts[s])) for s in block]
+            )
             parts.append(rng.permutation(ids))
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 

@@ -16,20 +16,29 @@ Splits are detected from file names (``train``/``training``, ``test``/``testing`
 ``eval``, ``validation``/``valid``/``val``/``dev``), looking only below the fixed
 part of the path, and default to ``train``.
 
->>> # ds = load_dataset("data/{train,test}-{000..009}.tar", split="train")
->>> # splits = load_dataset("@local/mnist")          # DatasetDict
+>>> import atdata, tempfile
+>>> @atdata.packable
+... class Row:
+...     value: int
+>>> out = tempfile.mkdtemp()
+>>> for split in ("train", "test"):
+...     _ = atdata.write_samples([Row(1), Row(2)], f"{out}/{split}-000000.tar")
+>>> splits = load_dataset(f"{out}/{{train,test}}-000000.tar", Row)
+>>> sorted(splits)
+['test', 'train']
+>>> [r.value for r in load_dataset(out, Row, split="test")]
+[1, 2]
 """
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import glob
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import urlsplit
 
 from atdata.dataset import Dataset
@@ -56,6 +65,7 @@ _SPLIT_RE = [
 ]
 _PATTERN_CHARS = re.compile(r"[{*?\[]")
 _default_index: Any = None
+T = TypeVar("T")
 
 DataFiles = str | Sequence[str] | Mapping[str, str | Sequence[str]]
 
@@ -118,11 +128,7 @@ class DatasetDict(dict[str, Dataset[Any]]):
 
 def _streaming(ds: Dataset[Any]) -> Dataset[Any]:
     """``ds`` reading remote shards as streams: no shard cache, no download step."""
-    if ds._remote is None:
-        return ds
-    out = copy.copy(ds)
-    out._remote = None
-    return out
+    return ds.streaming()
 
 
 # --------------------------------------------------------------------------- default index
@@ -383,6 +389,42 @@ def _check_uri(path: str) -> None:
         raise ValueError(f"{path!r} is not a valid {scheme}:// URL (expected {form})")
 
 
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: type[T],
+    *,
+    split: str,
+    data_files: DataFiles | None = None,
+    index: Any = None,
+    streaming: bool = False,
+    allow_private_urls: bool | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> Dataset[T]: ...
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: str | None = None,
+    *,
+    split: str,
+    data_files: DataFiles | None = None,
+    index: Any = None,
+    streaming: bool = False,
+    allow_private_urls: bool | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> Dataset[Any]: ...
+@overload
+def load_dataset(
+    path: str | os.PathLike[str],
+    sample_type: type | str | None = None,
+    *,
+    split: None = None,
+    data_files: DataFiles | None = None,
+    index: Any = None,
+    streaming: bool = False,
+    allow_private_urls: bool | None = None,
+    mirrors: Sequence[str] | None = None,
+) -> DatasetDict: ...
 def load_dataset(
     path: str | os.PathLike[str],
     sample_type: type | str | None = None,
@@ -393,7 +435,7 @@ def load_dataset(
     streaming: bool = False,
     allow_private_urls: bool | None = None,
     mirrors: Sequence[str] | None = None,
-) -> Any:
+) -> Dataset[Any] | DatasetDict:
     """Open a dataset: a :class:`Dataset` for ``split``, else a :class:`DatasetDict` of splits.
 
     ``sample_type`` is a ``@packable`` type or a schema reference

@@ -13,7 +13,12 @@ and on a cluster. See ``docs/processing.md``.
 ...     value: int
 >>> def double(n: Number) -> Number:
 ...     return Number(n.value * 2)
->>> # out = atdata.Dataset[Number]("in-{000000..000099}.tar").map_shards(double, "out/d-%06d.tar")
+>>> import tempfile
+>>> tmp = tempfile.mkdtemp()
+>>> ds = atdata.write_samples([Number(i) for i in range(4)], f"{tmp}/in.tar", maxcount=2)
+>>> out = map_dataset(ds, double, f"{tmp}/out/d-%06d.tar", num_workers=0)
+>>> [n.value for n in out]
+[0, 2, 4, 6]
 """
 
 from __future__ import annotations
@@ -26,15 +31,18 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from atdata._reader import Reader
 from atdata._tar import TarWriter
-from atdata.dataset import Dataset
 from atdata.dict_sample import DictSample
 from atdata.errors import SampleError
 from atdata.lens import Lens
 from atdata.sample import is_packable
 from atdata.writer import ShardWriter
+
+if TYPE_CHECKING:
+    from atdata.dataset import Dataset
 
 __all__ = ["map_dataset"]
 
@@ -45,7 +53,7 @@ Engine = Literal["local", "dask"]
 class _Job:
     """What every task needs: shipped once per worker, not once per shard."""
 
-    dataset: Dataset[Any]
+    reader: Reader
     fn: Callable[[Any], Any]
     maxcount: int | None
 
@@ -67,15 +75,15 @@ def _map_shard(job: _Job, shard: str, base: str) -> tuple[list[str], type | None
         return _pieces(base), None
     Path(base).parent.mkdir(parents=True, exist_ok=True)
     tmp = f"{base}.{uuid.uuid4().hex[:12]}.part"
-    ds, fn = job.dataset, job.fn
-    decode = ds._decoder(copy=True)
+    reader, fn = job.reader, job.fn
+    decode = reader.decoder(copy=True)
     out_type: type | None = None
     with ShardWriter(f"{tmp}%03d", maxcount=job.maxcount) as writer:
-        for shard_id, key, payload in ds._payloads(shard):
+        for shard_id, key, payload in reader.payloads(shard):
             try:
                 sample = decode(shard_id, key, payload)
             except SampleError as exc:
-                ds._fail(exc)
+                reader.fail(exc)
                 continue
             try:
                 result = fn(sample)
@@ -121,21 +129,21 @@ def _run_dask(
         from distributed import Client, LocalCluster, get_client
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("engine='dask' needs Dask: pip install 'atdata[dask]'") from exc
-    own = None
+    cluster = None  # a local cluster of processes made for this call, closed after it
     if client is None:
         try:
             client = get_client()
-        except ValueError:  # no client yet: a local cluster of processes for this call
+        except ValueError:  # no client yet
             cluster = LocalCluster(n_workers=workers or os.cpu_count(), threads_per_worker=1)
-            client = own = Client(cluster)
+            client = Client(cluster)
     try:
         [shared] = client.scatter([job], broadcast=True)
         futures = client.map(_map_shard, [shared] * len(shards), shards, bases, pure=False)
         return list(client.gather(futures))
     finally:
-        if own is not None:
-            own.close()
-            own.cluster.close()
+        if cluster is not None:
+            client.close()
+            cluster.close()
 
 
 def _declared_type(fn: Callable[[Any], Any]) -> type | None:
@@ -149,6 +157,41 @@ def _declared_type(fn: Callable[[Any], Any]) -> type | None:
     return hint if isinstance(hint, type) and (is_packable(hint) or hint is DictSample) else None
 
 
+def map_shards(
+    reader: Reader,
+    shards: list[str],
+    fn: Callable[[Any], Any],
+    output_pattern: str | os.PathLike[str],
+    *,
+    engine: Engine = "local",
+    maxcount: int | None = None,
+    num_workers: int | None = None,
+    client: Any = None,
+) -> tuple[list[str], type]:
+    """Map ``fn`` over the samples ``reader`` reads from ``shards``; return the files
+    written and the output sample type (see :meth:`atdata.Dataset.map_shards`)."""
+    pattern = os.fspath(output_pattern)
+    if "%" not in pattern:
+        raise ValueError(
+            f"output_pattern needs a %d-style placeholder for the shard, not {pattern!r}"
+        )
+    if maxcount is not None and maxcount < 1:
+        raise ValueError(f"maxcount must be positive, not {maxcount}")
+    bases = [pattern % i for i in range(len(shards))]
+    if len(set(bases)) != len(bases):
+        raise ValueError(f"output_pattern {pattern!r} gives several shards the same name")
+    job = _Job(reader, fn, maxcount)
+    if engine == "local":
+        workers = (os.cpu_count() or 1) if num_workers is None else num_workers
+        results = _run_local(job, shards, bases, min(workers, len(shards)))
+    elif engine == "dask":
+        results = _run_dask(job, shards, bases, num_workers, client)
+    else:
+        raise ValueError(f"engine must be 'local' or 'dask', not {engine!r}")
+    out_type = _declared_type(fn) or next((t for _, t in results if t is not None), DictSample)
+    return [p for paths, _ in results for p in paths], out_type
+
+
 def map_dataset(
     dataset: Dataset[Any],
     fn: Callable[[Any], Any],
@@ -159,37 +202,14 @@ def map_dataset(
     num_workers: int | None = None,
     client: Any = None,
 ) -> Dataset[Any]:
-    """Apply ``fn`` (a function or a :class:`~atdata.Lens`) to every sample; return the new dataset.
-
-    Input shard ``i`` is written to ``output_pattern % i`` (a local path with a
-    ``%06d``-style placeholder); with ``maxcount``, into pieces of at most
-    ``maxcount`` samples (``<name>-001.tar``, ...). Keys are kept, samples for
-    which ``fn`` returns None are dropped, and shards whose output exists are
-    skipped, so a rerun resumes. ``engine="local"`` runs ``num_workers``
-    processes (default: one per CPU; 0 runs here); ``engine="dask"`` uses
-    ``client``, the current Dask client, or a local cluster of ``num_workers``.
-    With processes, ``fn`` and the sample types must be importable (picklable).
-
-    >>> # out = map_dataset(ds, to_gray, "gray/data-%06d.tar", engine="dask", client=client)
-    """
-    pattern = os.fspath(output_pattern)
-    if "%" not in pattern:
-        raise ValueError(
-            f"output_pattern needs a %d-style placeholder for the shard, not {pattern!r}"
-        )
-    if maxcount is not None and maxcount < 1:
-        raise ValueError(f"maxcount must be positive, not {maxcount}")
-    shards = dataset.list_shards()
-    bases = [pattern % i for i in range(len(shards))]
-    if len(set(bases)) != len(bases):
-        raise ValueError(f"output_pattern {pattern!r} gives several shards the same name")
-    job = _Job(dataset, fn, maxcount)
-    if engine == "local":
-        workers = (os.cpu_count() or 1) if num_workers is None else num_workers
-        results = _run_local(job, shards, bases, min(workers, len(shards)))
-    elif engine == "dask":
-        results = _run_dask(job, shards, bases, num_workers, client)
-    else:
-        raise ValueError(f"engine must be 'local' or 'dask', not {engine!r}")
-    out_type = _declared_type(fn) or next((t for _, t in results if t is not None), DictSample)
-    return Dataset[out_type]([p for paths, _ in results for p in paths])  # type: ignore[valid-type]
+    """Apply ``fn`` (a function or a :class:`~atdata.Lens`) to every sample; return the new
+    dataset. The same as ``dataset.map_shards(fn, output_pattern, ...)``
+    (see :meth:`atdata.Dataset.map_shards` for the rules)."""
+    return dataset.map_shards(
+        fn,
+        output_pattern,
+        engine=engine,
+        maxcount=maxcount,
+        num_workers=num_workers,
+        client=client,
+    )

@@ -8,10 +8,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from atdata._braces import MAX_SHARDS, count_shards, iter_shards, too_many
-from atdata._urls import ReadPolicy, checked_http_client, public_s3_url
+from atdata._urls import ReadPolicy, checked_http_client, public_s3_url, redact_url
 from atdata.errors import PrivateURLError, ShardError, ShardListError, ShardUnavailableError
 
 __all__ = ["MAX_SHARDS", "S3Source", "URLSource", "expand_urls", "redact_url"]
@@ -36,17 +36,6 @@ def expand_urls(urls: str | os.PathLike[str] | Sequence[str | os.PathLike[str]])
             )
             raise ShardListError(too_many(shown, total))
     return [shard for t in texts for shard in iter_shards(t)]
-
-
-def redact_url(url: str) -> str:
-    """``url`` without credentials or query string, safe to print."""
-    parts = urlsplit(url)
-    if not parts.scheme or len(parts.scheme) == 1 or parts.scheme == "at":
-        return url  # a local path (or a Windows drive), or an at:// URI (a DID has no secrets)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class _HTTPStream(io.RawIOBase):

@@ -10,19 +10,30 @@ as tensors of shape ``(B, ...)``, numeric fields as tensors, other fields as lis
 sample per item when ``batch_size`` is None). The epoch plan is
 :class:`atdata.distributed.EpochPlan`.
 
->>> # from torchdata.stateful_dataloader import StatefulDataLoader
->>> # loader = StatefulDataLoader(ds.to_torch(batch_size=32, shuffle=True), batch_size=None,
->>> #                             num_workers=2, persistent_workers=True)
->>> # for epoch in range(3):
->>> #     for batch in loader: ...
->>> #     torch.save(loader.state_dict(), "loader.pt")   # any time, also mid-epoch
+>>> import atdata, tempfile
+>>> import numpy as np
+>>> @atdata.packable
+... class Point:
+...     xy: np.ndarray
+...     label: int
+>>> out = tempfile.mkdtemp()
+>>> ds = atdata.write_samples([Point(np.full(2, i, np.float32), i) for i in range(10)], f"{out}/p.tar")
+>>> loader = ds.to_torch(batch_size=4, rank=0, world_size=1).loader()
+>>> [tuple(batch["xy"].shape) for batch in loader]
+[(4, 2), (4, 2), (2, 2)]
+>>> state = loader.state_dict()  # any time, also mid-epoch; load_state_dict() resumes
+>>> state["epoch"], state["position"]
+(1, 0)
+
+With ``torchdata``, ``StatefulDataLoader(ds.to_torch(batch_size=32, shuffle=True),
+batch_size=None, num_workers=2, persistent_workers=True)`` resumes the same way.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +44,9 @@ from atdata.batch import SampleBatch
 from atdata.distributed import EpochPlan, fingerprint
 from atdata.errors import ResumeStateError
 from atdata.sample import fields_of, is_packable
+
+if TYPE_CHECKING:
+    from atdata.dataset import Dataset
 
 __all__ = ["Loader", "TorchDataset"]
 
@@ -69,7 +83,7 @@ def _identity(item: Any) -> Any:
     return item
 
 
-class TorchDataset(IterableDataset):  # type: ignore[type-arg]
+class TorchDataset(IterableDataset[dict[str, Any]]):
     """Reads one rank's share of an epoch, split across DataLoader workers.
 
     Use ``batch_size=None`` in the ``DataLoader`` (batching happens here), or
@@ -85,7 +99,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
 
     def __init__(
         self,
-        dataset: Any,
+        dataset: Dataset[Any],
         *,
         batch_size: int | None = None,
         shuffle: bool = False,
@@ -96,17 +110,17 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         world_size: int | None = None,
     ) -> None:
         default_rank, default_world = _world()
-        self.dataset = dataset
+        self.dataset: Dataset[Any] = dataset
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.seed = seed
         self.drop_last = drop_last
         self.block_shards = block_shards
-        self.world_size = default_world if world_size is None else world_size
-        self.rank = default_rank if rank is None else rank
+        self.world_size: int = default_world if world_size is None else world_size
+        self.rank: int = default_rank if rank is None else rank
         self.counts: tuple[int, ...] = dataset.sample_counts()
-        self.fingerprint = fingerprint(dataset.list_shards(), self.counts)
-        self._epoch_state = (0, 0)  # (epoch, start position) of the next iteration
+        self.fingerprint: str = fingerprint(dataset.list_shards(), self.counts)
+        self._epoch_state: tuple[int, int] = (0, 0)  # (epoch, start position) of the next iteration
         # (epoch, start, chunks read) of the running iteration, or of the next one to resume
         self._progress: tuple[int, int, int] | None = None
         self._resume: dict[str, Any] | None = None
@@ -200,7 +214,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         first = (worker + done * workers) * chunk
         step = workers * chunk
         self._announce(plan, [ids[i : i + chunk] for i in range(first, len(ids), step)])
-        read = self.dataset.read_samples
+        read = self.dataset.reader.read_samples
         batched = self.batch_size is not None
         in_worker = get_worker_info() is not None
         sample_type = self.dataset.sample_type
@@ -211,7 +225,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
             done += 1
             self._progress = (epoch, start, done)
             if in_worker:  # cross to the main process as flat buffers, not per-tensor segments
-                regions = self.dataset._mapped_regions().values()
+                regions = self.dataset.reader.mapped_regions().values()
                 spans = {r[0]: r for r in regions}
                 if batched:
                     yield pack_batch(_gathered(samples), spans)
@@ -230,7 +244,7 @@ class TorchDataset(IterableDataset):  # type: ignore[type-arg]
         shards, _ = plan.locate(np.concatenate(chunks))
         order = list(dict.fromkeys(shards.tolist()))
         names = self.dataset.list_shards()
-        self.dataset._prefetch_order([names[p] for p in order])
+        self.dataset.reader.prefetch([names[p] for p in order])
 
     def loader(self, **kwargs: Any) -> Loader:
         """A :class:`Loader` over this dataset; keyword arguments go to ``DataLoader``."""
@@ -274,7 +288,7 @@ def _check_run(state: Mapping[str, Any], ds: TorchDataset) -> None:
             )
 
 
-class Loader(DataLoader):  # type: ignore[type-arg]
+class Loader(DataLoader[dict[str, Any]]):
     """A ``DataLoader`` that knows where its rank is in the epoch, for checkpoints.
 
     What it adds over ``StatefulDataLoader``: no torchdata needed; one small

@@ -1,19 +1,29 @@
-"""Writing samples to sharded tar files."""
+"""Writing samples to sharded tar files.
+
+>>> import atdata, tempfile
+>>> @atdata.packable
+... class Point:
+...     x: int
+>>> out = tempfile.mkdtemp()
+>>> with ShardWriter(f"{out}/data-%06d.tar", maxcount=2) as w:
+...     for i in range(5):
+...         _ = w.write(Point(i))
+>>> [p.rsplit("/", 1)[1] for p in w.shards]
+['data-000000.tar', 'data-000001.tar', 'data-000002.tar']
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from atdata._tar import BLOCK, RECORD, TarWriter
-from atdata.dataset import Dataset
+from atdata._tar import TarWriter, closed_size
 from atdata.dict_sample import DictSample
 from atdata.errors import SampleError
 from atdata.sample import PackableSample, encode_segments, new_key
 
-__all__ = ["ShardWriter", "write_samples"]
+__all__ = ["ShardWriter", "write_shards"]
 
 
 def _shard_pattern(pattern: str, sharded: bool) -> str:
@@ -23,14 +33,6 @@ def _shard_pattern(pattern: str, sharded: bool) -> str:
         return pattern
     stem, dot, ext = pattern.rpartition(".")
     return f"{stem}-%06d.{ext}" if dot else f"{pattern}-%06d"
-
-
-def _closed_size(offset: int, key: str, size: int) -> int:
-    """The file size after appending a member of ``size`` bytes and closing the archive."""
-    name = len(key.encode("utf-8")) + len(".msgpack")
-    pax = 3 * BLOCK if name > 100 else 0  # PAX header block and its (at most two-block) record
-    end = offset + pax + BLOCK + -(-size // BLOCK) * BLOCK + 2 * BLOCK
-    return -(-end // RECORD) * RECORD
 
 
 class ShardWriter:
@@ -46,9 +48,6 @@ class ShardWriter:
     renamed to its name only once complete, so a crash of the process
     or kill never leaves a truncated shard under a shard name. Leaving the
     ``with`` block by an exception discards the shard being written.
-
-    >>> # with ShardWriter("out/data-%06d.tar", maxcount=1000) as w:
-    >>> #     for s in samples: w.write(s)
     """
 
     def __init__(
@@ -59,11 +58,11 @@ class ShardWriter:
         maxsize: int | None = None,
     ) -> None:
         text = os.fspath(pattern)
-        self.pattern = _shard_pattern(text, maxcount is not None or maxsize is not None)
-        self.maxcount = maxcount
-        self.maxsize = maxsize
+        self.pattern: str = _shard_pattern(text, maxcount is not None or maxsize is not None)
+        self.maxcount: int | None = maxcount
+        self.maxsize: int | None = maxsize
         self.shards: list[str] = []
-        self.count = 0
+        self.count: int = 0
         self._writer: TarWriter | None = None
         self._final: str | None = None
         self._run = new_key()[-12:]
@@ -132,7 +131,7 @@ class ShardWriter:
             or (
                 self.maxsize is not None
                 and w.count
-                and _closed_size(w.offset, key, size) > self.maxsize
+                and closed_size(w.offset, key, size) > self.maxsize
             )
         ):
             w = self._next_shard()
@@ -154,24 +153,20 @@ class ShardWriter:
             self.abort()
 
 
-def write_samples(
+def write_shards(
     samples: Iterable[PackableSample | DictSample],
     pattern: str | os.PathLike[str],
     *,
     maxcount: int | None = None,
     maxsize: int | None = None,
-) -> Dataset[Any]:
-    """Write samples to tar shards and return the :class:`Dataset` that reads them back.
+) -> list[str]:
+    """Write samples of one type to tar shards; return the shard paths.
 
     ``pattern`` is a file name, or a ``%06d`` pattern; with ``maxcount`` or
     ``maxsize`` and no placeholder, ``-%06d`` is added before the extension.
-
-    >>> # ds = write_samples(samples, "out/data.tar", maxcount=10_000)
-    >>> # ds.list_shards() -> ['out/data-000000.tar', 'out/data-000001.tar', ...]
-
     All or nothing: when writing fails (or is interrupted), the shards this
-    call completed are removed again, and a killed process leaves no shard
-    under a shard name but complete ones.
+    call completed are removed again. :func:`atdata.write_samples` is this,
+    returning the dataset that reads the shards back.
     """
     sample_type: type | None = None
     writer = ShardWriter(pattern, maxcount=maxcount, maxsize=maxsize)
@@ -192,4 +187,4 @@ def write_samples(
         raise
     if not writer.shards:
         raise ValueError("write_samples got no samples")
-    return Dataset[sample_type or DictSample](writer.shards)  # type: ignore[misc]
+    return writer.shards

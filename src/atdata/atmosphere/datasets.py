@@ -46,11 +46,10 @@ from atdata.atmosphere.records import (
 )
 from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher
 from atdata.atmosphere.uri import AtUri, BlobUrl
-from atdata.dataset import Dataset, SourceLike
+from atdata.dataset import Dataset, SourceLike, write_samples
 from atdata.dict_sample import DictSample
 from atdata.sample import PackableSample
 from atdata.sources import S3Source, URLSource, expand_urls
-from atdata.writer import write_samples
 
 if TYPE_CHECKING:
     from atdata.atmosphere.client import AtmosphereClient
