@@ -28,7 +28,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from atdata._tar import BLOCK, RECORD
 from atdata.errors import OrphanedDataError, ShardError
 from atdata.sources import redact_url
 
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     from atdata.dataset import Dataset
     from atdata.protocols import DataSource
 
-__all__ = ["AbstractDataStore", "HashingReader", "ShardInfo", "VerifiedSource", "tar_size"]
+__all__ = ["AbstractDataStore", "HashingReader", "ShardInfo", "VerifiedSource"]
 
 _TAIL = 64 * 1024
 """A stream closed with at most this much unread (the tar end padding) is drained and checked."""
@@ -53,22 +52,6 @@ class ShardInfo:
     url: str
     size: int | None = None
     sha256: str | None = None
-
-
-def tar_size(offset: int, name: str, size: int) -> int:
-    """File size of a tar written up to ``offset`` once a member ``name`` of ``size`` bytes
-    is appended and the archive closed (a PAX header for a long name, end blocks, whole records).
-
-    >>> tar_size(0, "key.msgpack", 100)
-    10240
-    """
-
-    def whole(n: int, unit: int) -> int:
-        return -(-n // unit) * unit
-
-    n = len(name.encode("utf-8"))
-    pax = BLOCK + whole(n + 16, BLOCK) if n > 100 else 0
-    return whole(offset + pax + BLOCK + whole(size, BLOCK) + 2 * BLOCK, RECORD)
 
 
 class HashingReader(io.RawIOBase):

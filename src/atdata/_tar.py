@@ -395,17 +395,20 @@ def map_file(stream: IO[bytes]) -> mmap.mmap | None:
 # --------------------------------------------------------------------------- writing
 
 
-def closed_size(offset: int, key: str, size: int) -> int:
-    """The file size after appending a ``<key>.msgpack`` member of ``size`` bytes at
-    ``offset`` and closing the archive (headers, padding, end-of-archive record).
+def tar_size(offset: int, name: str, size: int) -> int:
+    """File size of a tar written up to ``offset`` once a member ``name`` of ``size`` bytes
+    is appended and the archive closed (a PAX header for a long name, end blocks, whole records).
 
-    >>> closed_size(0, "a", 1)
+    >>> tar_size(0, "key.msgpack", 100)
     10240
     """
-    name = len(key.encode("utf-8")) + len(".msgpack")
-    pax = 3 * BLOCK if name > 100 else 0  # PAX header block and its (at most two-block) record
-    end = offset + pax + BLOCK + -(-size // BLOCK) * BLOCK + 2 * BLOCK
-    return -(-end // RECORD) * RECORD
+
+    def whole(n: int, unit: int) -> int:
+        return -(-n // unit) * unit
+
+    n = len(name.encode("utf-8"))
+    pax = BLOCK + whole(n + 16, BLOCK) if n > 100 else 0
+    return whole(offset + pax + BLOCK + whole(size, BLOCK) + 2 * BLOCK, RECORD)
 
 
 def _header_template() -> bytearray:

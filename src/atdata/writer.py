@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from atdata._tar import TarWriter, closed_size
+from atdata._tar import TarWriter, tar_size
 from atdata.dict_sample import DictSample
 from atdata.errors import SampleError
 from atdata.sample import PackableSample, encode_segments, new_key
@@ -131,7 +131,7 @@ class ShardWriter:
             or (
                 self.maxsize is not None
                 and w.count
-                and closed_size(w.offset, key, size) > self.maxsize
+                and tar_size(w.offset, key + ".msgpack", size) > self.maxsize
             )
         ):
             w = self._next_shard()

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from atdata._shard_check import MemberCheck, member_checker, stored_type
-from atdata._storage import AbstractDataStore, HashingReader, ShardInfo, tar_size
-from atdata._tar import RECORD, TarWriter, iter_members
+from atdata._storage import AbstractDataStore, HashingReader, ShardInfo
+from atdata._tar import RECORD, TarWriter, iter_members, tar_size
 from atdata.atmosphere.blobs import BlobIntegrityError, BlobSource, blob_digest
 from atdata.atmosphere.client import BlobTooLargeError
 from atdata.atmosphere.uri import BlobUrl

@@ -11,9 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from atdata._shard_check import CheckedStream, MemberCheck, member_checker, stored_type
-from atdata._storage import AbstractDataStore, HashingReader, ShardInfo, tar_size
-from atdata._tar import TarWriter, iter_members, iter_stream_members, map_file
-from atdata._tar import closed_size as _closed_size
+from atdata._storage import AbstractDataStore, HashingReader, ShardInfo
+from atdata._tar import TarWriter, iter_members, iter_stream_members, map_file, tar_size
 from atdata.dataset import Dataset
 from atdata.errors import ShardError
 from atdata.protocols import DataSource
