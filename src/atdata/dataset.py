@@ -35,7 +35,7 @@ from atdata.dict_sample import DictSample
 from atdata.errors import SampleError
 from atdata.lens import network
 from atdata.protocols import DataSource
-from atdata.sample import PackableSample, is_packable
+from atdata.sample import is_packable
 from atdata.shard_index import ShardIndex
 from atdata.sources import S3Source, URLSource, expand_urls
 from atdata.writer import write_shards
@@ -48,7 +48,7 @@ __all__ = ["Dataset", "write_samples"]
 
 ST = TypeVar("ST")
 V = TypeVar("V")
-S = TypeVar("S", bound=PackableSample | DictSample)
+S = TypeVar("S")  # any @packable type: the decorator adds PackableSample at run time only
 SourceLike = DataSource | str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
