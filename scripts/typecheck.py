@@ -23,9 +23,14 @@ MIN_COMPLETENESS = 95.0
 _FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
 
-def pyright(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "pyright", "--pythonpath", sys.executable, *args]
-    return subprocess.run(command, cwd=ROOT, env=env, text=True, capture_output=True)
+def pyright(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    # pyright finds the packages through the first `python` on PATH (``--verifytypes``
+    # ignores ``--pythonpath``): put this interpreter's directory first.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    command = [sys.executable, "-m", "pyright", *args]
+    return subprocess.run(
+        command, cwd=ROOT, env={**os.environ, "PATH": path, **env}, text=True, capture_output=True
+    )
 
 
 def doc_examples(into: Path) -> list[Path]:
@@ -56,8 +61,9 @@ def main() -> int:
             failed = True
 
     # verifytypes must see the package as a user does: on sys.path, not through an editable hook.
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    result = pyright("--verifytypes", "atdata", "--ignoreexternal", "--outputjson", env=env)
+    result = pyright(
+        "--verifytypes", "atdata", "--ignoreexternal", "--outputjson", PYTHONPATH=str(ROOT / "src")
+    )
     report = json.loads(result.stdout)
     score = 100 * report["typeCompleteness"]["completenessScore"]
     print(f"verifytypes atdata: {score:.1f} % of the public API has known types")
