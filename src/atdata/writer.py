@@ -109,8 +109,8 @@ class ShardWriter:
         Path(w.path).unlink(missing_ok=True)
         self.shards.remove(final)
 
-    def write(self, sample: PackableSample | DictSample, key: str | None = None) -> str:
-        """Append one sample; return its key."""
+    def write(self, sample: object, key: str | None = None) -> str:
+        """Append one sample (a ``@packable`` instance or a ``DictSample``); return its key."""
         if key is None:
             key = f"{self._run}-{self.count:09d}"
         elif "." in key or not key:
@@ -154,7 +154,7 @@ class ShardWriter:
 
 
 def write_shards(
-    samples: Iterable[PackableSample | DictSample],
+    samples: Iterable[object],
     pattern: str | os.PathLike[str],
     *,
     maxcount: int | None = None,
