@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from atdata._locations import MirroredSource, NoValidLocationError, ShardLocations
 from atdata._storage import HashingReader, ShardInfo, VerifiedSource
+from atdata.arrays import UnsafeArrayError
 from atdata.batch import SampleBatch
 from atdata.dataset import Dataset, write_samples
 from atdata.dict_sample import DictSample
@@ -33,6 +34,7 @@ from atdata.errors import (
     SchemaError,
     ShardError,
     ShardListError,
+    ShardUnavailableError,
 )
 from atdata.lens import Lens, LensNetwork, lens
 from atdata.protocols import AbstractDataStore, AbstractIndex, DataSource, IndexEntry, Packable
@@ -110,8 +112,10 @@ __all__ = [
     "ShardInfo",
     "ShardListError",
     "ShardLocations",
+    "ShardUnavailableError",
     "ShardWriter",
     "URLSource",
+    "UnsafeArrayError",
     "VerifiedSource",
     "__version__",
     "from_hf",

@@ -10,7 +10,8 @@ this package; shards can be stored there too, as blobs.
   :class:`DatasetLoader`, :class:`LensPublisher` / :class:`LensLoader`: one
   record collection each;
 - :class:`AtmosphereClient`: sessions, records, blobs and identity resolution;
-- :class:`AppViewClient`: search every publisher's datasets through an AppView.
+- :class:`AppViewClient`: search every publisher's datasets through an AppView;
+- :func:`mirror_dataset` / :func:`open_mirrored`: verified copies readers fall back to.
 
     >>> from atdata.atmosphere import AtmosphereClient, AtUri
     >>> AtUri.parse("at://did:plc:abc123/ac.foundation.dataset.sampleSchema/xyz789").rkey
@@ -47,6 +48,7 @@ from atdata.atmosphere.client import (
 from atdata.atmosphere.datasets import DatasetLoader, DatasetPublisher
 from atdata.atmosphere.index import AtmosphereIndex, AtmosphereIndexEntry
 from atdata.atmosphere.lens import CodeReference, LensLoader, LensPublisher
+from atdata.atmosphere.mirrors import MirrorError, mirror_dataset, open_mirrored
 from atdata.atmosphere.records import InvalidRecordError, Record
 from atdata.atmosphere.schema import SchemaLoader, SchemaPublisher
 from atdata.atmosphere.uri import AtUri, BlobUrl, is_blob_url, make_tid
@@ -78,6 +80,7 @@ __all__ = [
     "LensLoader",
     "LensPublisher",
     "LexiconValidationError",
+    "MirrorError",
     "NotAuthenticatedError",
     "PDSBlobStore",
     "PrivateURLError",
@@ -92,6 +95,8 @@ __all__ = [
     "is_blob_url",
     "lexicon_ids",
     "make_tid",
+    "mirror_dataset",
+    "open_mirrored",
     "to_record_json",
     "validate_record",
 ]

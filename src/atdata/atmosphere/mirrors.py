@@ -53,6 +53,7 @@ __all__ = [
     "mirror_dataset",
     "mirror_record",
     "mirrored_source",
+    "open_mirrored",
     "record_digests",
     "shard_locations",
     "valid_mirrors",
