@@ -8,9 +8,10 @@ harness sets from the test servers. ```console blocks are one-off setup a reader
 types (installing, starting the stack) and are not run here; the stack is tested
 in ``test_cli.py``.
 
-An ```output block right after a ```python or ```bash block is what that block prints,
-and the page fails if the block prints anything else (``...`` stands for any text,
-such as a DID or a random value; runs of spaces and newlines compare equal).
+A ```python or ```bash block that prints is followed by an ```output block showing
+what it prints, and the page fails if the block prints anything else (``...`` stands
+for any text, such as a DID or a random value; runs of spaces and newlines compare
+equal) or prints without an ```output block.
 """
 
 from __future__ import annotations
@@ -111,24 +112,20 @@ def page_env(
 
 
 @pytest.mark.parametrize("name", TUTORIALS)
-def test_tutorial_runs(name: str, page_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tutorial_runs(name: str, page_env: Path) -> None:
     page = DOCS / "tutorials" / f"{name}.md"
     module = types.ModuleType(f"tutorial_{name.replace('-', '_')}")  # like a user's script
     sys.modules[module.__name__] = module
     namespace: dict[str, Any] = module.__dict__
-    printed = ""  # what the last python or bash block printed
-    for lang, code, line in blocks(page):
+    found = blocks(page)
+    checked = 0
+    for (lang, code, line), after in zip(found, [*found[1:], None], strict=True):
         where = f"{page.relative_to(DOCS.parent)}:{line}"
         if lang == "python":
             padded = "\n" * (line - 1) + code  # tracebacks show the page's line numbers
             with contextlib.redirect_stdout(io.StringIO()) as out:
                 exec(compile(padded, str(page), "exec", dont_inherit=True), namespace)
             printed = out.getvalue()
-            print(printed, end="")
-        elif lang == "output":
-            assert CHECKER.check_output(code, printed, OUTPUT_OPTIONS), (
-                f"{where}: the block above printed\n{printed}\nbut the page shows\n{code}"
-            )
         elif lang == "bash":
             proc = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", code],
@@ -138,9 +135,19 @@ def test_tutorial_runs(name: str, page_env: Path, capsys: pytest.CaptureFixture[
                 timeout=300,
                 check=False,
             )
-            printed = proc.stdout
-            print(printed)
             assert proc.returncode == 0, f"{where} exited {proc.returncode}:\n{proc.stderr}"
+            printed = proc.stdout
+        else:
+            continue
+        if after is None or after[0] != "output":
+            assert not printed.strip(), (
+                f"{where} prints this, which the page does not show:\n{printed}"
+            )
+            continue
+        shown = after[1]
+        assert CHECKER.check_output(shown, printed, OUTPUT_OPTIONS), (
+            f"{where}: the block printed\n{printed}\nbut the page shows\n{shown}"
+        )
+        checked += 1
     sys.modules.pop(module.__name__, None)
-    out = capsys.readouterr().out
-    assert out.strip(), f"{name} printed nothing"
+    assert checked, f"{name} shows no output"
