@@ -51,7 +51,9 @@ def compact(array: np.ndarray) -> bytes:
 
 def pack(mapping: dict[str, Any]) -> bytes:
     """The reference msgpack encoding of a payload map (msgpack-python, ``use_bin_type``)."""
-    return msgpack.packb(mapping, use_bin_type=True)
+    packed = msgpack.packb(mapping, use_bin_type=True)
+    assert isinstance(packed, bytes)  # always bytes; the stubs say "bytes | None"
+    return packed
 
 
 def unpack_pairs(payload: bytes) -> list[tuple[Any, Any]]:

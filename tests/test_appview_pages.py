@@ -231,6 +231,7 @@ def test_search_open_read_and_validate_a_dataset_page(
         zip(
             page.locator("dl.facts dt").all_inner_texts(),
             page.locator("dl.facts dd").all_inner_texts(),
+            strict=True,
         )
     )
     assert facts["License"] == "CC-BY-4.0"

@@ -241,27 +241,16 @@ def test_rejected_access_token_is_refreshed_and_the_call_retried(
 # --------------------------------------------------------------------------- records
 
 
-def test_many_records_round_trip_with_uris(
-    pds_client: AtmosphereClient, record_property: Any
-) -> None:
+def test_many_records_round_trip_with_uris(pds_client: AtmosphereClient) -> None:
     n = 250
-    t0 = time.perf_counter()
     uris = pds_client.apply_writes([(RECORD, dataset_record(f"ds-{i:03d}")) for i in range(n)])
-    apply_s = time.perf_counter() - t0
     assert len(uris) == n and len(set(uris)) == n
     assert all(
         u.cid and u.cid.startswith("bafyrei") and u.authority == pds_client.did for u in uris
     )
 
     k = 30
-    t0 = time.perf_counter()
     single = [pds_client.create_record(RECORD, dataset_record(f"single-{i}")) for i in range(k)]
-    create_s = time.perf_counter() - t0
-    per_create, per_apply = create_s / k * 1000, apply_s / n * 1000
-    record_property("createRecord_ms_per_record", round(per_create, 2))
-    record_property("applyWrites_ms_per_record", round(per_apply, 2))
-    print(f"\ncreateRecord {per_create:.1f} ms/record, applyWrites {per_apply:.2f} ms/record")
-    assert per_apply < per_create
 
     page, cursor = pds_client.list_records(RECORD, limit=100)
     assert len(page) == 100 and cursor is not None

@@ -64,7 +64,7 @@ def shards(tmp_path: Path) -> tuple[list[Path], list[Feature]]:
 
 def same(a: list[Feature], b: list[Any]) -> bool:
     return [s.label for s in a] == [s.label for s in b] and all(
-        np.array_equal(x.features, y.features) for x, y in zip(a, b)
+        np.array_equal(x.features, y.features) for x, y in zip(a, b, strict=True)
     )
 
 
@@ -103,10 +103,10 @@ def test_blob_index_round_trip(
     }
 
     # shards are retained byte-identical: each blob's CID is the SHA-256 of the shard file
-    for url, path in zip(entry.data_urls, paths):
+    for url, path in zip(entry.data_urls, paths, strict=True):
         did, cid = url[len("at://") :].split("/blob/")
         assert pds_client.get_blob(did, cid) == path.read_bytes()
-    for shard, path in zip(entry.shards, paths):
+    for shard, path in zip(entry.shards, paths, strict=True):
         assert shard.size == path.stat().st_size
 
     # read back typed: through the store's source, the index, and a decoded type

@@ -358,7 +358,7 @@ def test_atmosphere_publishing_tutorial(
     assert type(typed[0]).__name__ == "FeatureSample" and len(typed) == 1000
     assert all(
         np.array_equal(a.features, b.features) and a.source == b.source
-        for a, b in zip(typed, samples)
+        for a, b in zip(typed, samples, strict=True)
     )
 
 

@@ -131,7 +131,7 @@ def test_team_index_on_local_disk(tmp_path: Path) -> None:
     assert "isLiveDataset" not in doc
     files = [d for d in doc["distribution"] if d["@type"] == "cr:FileObject"]
     assert len(files) == len(entry.data_urls) == 3
-    for fo, url in zip(files, entry.data_urls):
+    for fo, url in zip(files, entry.data_urls, strict=True):
         assert fo["contentUrl"] == Path(url).resolve().as_uri()
         assert fo["sha256"] == sha256_file(url)
         assert fo["contentSize"] == f"{os.path.getsize(url)} B"
@@ -435,7 +435,7 @@ def test_blob_stored_record(pds_client: Any, tmp_path: Path) -> None:
     assert fields_by_id(doc, "Photo")["Photo/image"]["arrayShape"] == "3,-1,4"
     files = [d for d in doc["distribution"] if d["@type"] == "cr:FileObject"]
     assert [f["sha256"] for f in files] == local_digests
-    for fo, blob in zip(files, entry.record["storage"]["blobs"]):
+    for fo, blob in zip(files, entry.record["storage"]["blobs"], strict=True):
         assert fo["contentSize"] == f"{blob['size']} B"
         body = httpx.get(fo["contentUrl"], timeout=30).content  # the getBlob URL serves it
         assert hashlib.sha256(body).hexdigest() == fo["sha256"]

@@ -111,7 +111,7 @@ def test_every_kind_of_source_reads_every_shard_in_order(
     assert len(ds.list_shards()) == N_SHARDS
     read = list(ds.ordered())
     assert len(read) == len(ALL)
-    assert all(same(a, b) for a, b in zip(read, ALL))
+    assert all(same(a, b) for a, b in zip(read, ALL, strict=True))
 
 
 @pytest.mark.parametrize("kind", ["single path", "Path object", "file:// URL", "http URL"])
@@ -179,7 +179,9 @@ def test_batched_array_values_equal_the_per_sample_values(shard_dir: Path) -> No
     singles = list(ds.ordered())
     offset = 0
     for batch in ds.ordered(batch_size=7):
-        for row, (s, one) in enumerate(zip(batch.samples, singles[offset : offset + len(batch)])):
+        for row, (s, one) in enumerate(
+            zip(batch.samples, singles[offset : offset + len(batch)], strict=True)
+        ):
             assert arrays_equal(batch.features[row], one.features)
             assert same(s, one)
         offset += len(batch)
@@ -288,7 +290,7 @@ def test_property_batched_arrays_equal_the_per_sample_arrays(
         assert all(b.image.shape == (len(b), *shape) for b in batches)
         assert all(b.image.dtype == dtype for b in batches)
         assert [c for b in batches for c in b.caption] == [str(i) for i in range(n)]
-        for row, single, original in zip(rows, singles, arrays):
+        for row, single, original in zip(rows, singles, arrays, strict=True):
             assert arrays_equal(row, single.image) and arrays_equal(row, original)
 
 
@@ -397,7 +399,6 @@ def test_untyped_dataset_yields_dict_samples(shard_dir: Path) -> None:
 def test_typed_dataset_knows_its_types(shard_dir: Path) -> None:
     ds = atdata.Dataset[Feature](shard_paths(shard_dir))
     assert ds.sample_type is Feature
-    assert isinstance(ds, atdata.Dataset)
     batch = next(ds.ordered(batch_size=2))
     assert batch.sample_type is Feature
     assert type(ds.head(1)[0]) is Feature

@@ -7,10 +7,18 @@ account from the environment variables ``atdata stack up`` prints, which this
 harness sets from the test servers. ```console blocks are one-off setup a reader
 types (installing, starting the stack) and are not run here; the stack is tested
 in ``test_cli.py``.
+
+A ```python or ```bash block that prints is followed by an ```output block showing
+what it prints, and the page fails if the block prints anything else (``...`` stands
+for any text, such as a DID or a random value; runs of spaces and newlines compare
+equal) or prints without an ```output block.
 """
 
 from __future__ import annotations
 
+import contextlib
+import doctest
+import io
 import os
 import re
 import subprocess
@@ -33,6 +41,8 @@ TUTORIALS = [
     "discovery",
     "keep-a-dataset-alive",
 ]
+CHECKER = doctest.OutputChecker()
+OUTPUT_OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 _FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```\s*$", re.MULTILINE | re.DOTALL)
 
 
@@ -49,7 +59,10 @@ def test_every_tutorial_block_is_python_bash_or_console() -> None:
         found = blocks(DOCS / "tutorials" / f"{name}.md")
         assert any(lang == "python" for lang, _, _ in found), name
         for lang, _, line in found:
-            assert lang in ("python", "bash", "console", "text"), f"{name}.md:{line}: {lang!r}"
+            assert lang in ("python", "bash", "console", "text", "output"), f"{name}.md:{line}"
+        for (lang, _, line), (before, _, _) in zip(found[1:], found, strict=False):
+            if lang == "output":
+                assert before in ("python", "bash"), f"{name}.md:{line}: output of {before!r}"
 
 
 def test_reference_pages_exist_and_link() -> None:
@@ -99,16 +112,20 @@ def page_env(
 
 
 @pytest.mark.parametrize("name", TUTORIALS)
-def test_tutorial_runs(name: str, page_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tutorial_runs(name: str, page_env: Path) -> None:
     page = DOCS / "tutorials" / f"{name}.md"
     module = types.ModuleType(f"tutorial_{name.replace('-', '_')}")  # like a user's script
     sys.modules[module.__name__] = module
     namespace: dict[str, Any] = module.__dict__
-    for lang, code, line in blocks(page):
+    found = blocks(page)
+    checked = 0
+    for (lang, code, line), after in zip(found, [*found[1:], None], strict=True):
         where = f"{page.relative_to(DOCS.parent)}:{line}"
         if lang == "python":
             padded = "\n" * (line - 1) + code  # tracebacks show the page's line numbers
-            exec(compile(padded, str(page), "exec", dont_inherit=True), namespace)
+            with contextlib.redirect_stdout(io.StringIO()) as out:
+                exec(compile(padded, str(page), "exec", dont_inherit=True), namespace)
+            printed = out.getvalue()
         elif lang == "bash":
             proc = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", code],
@@ -118,8 +135,19 @@ def test_tutorial_runs(name: str, page_env: Path, capsys: pytest.CaptureFixture[
                 timeout=300,
                 check=False,
             )
-            print(proc.stdout)
             assert proc.returncode == 0, f"{where} exited {proc.returncode}:\n{proc.stderr}"
+            printed = proc.stdout
+        else:
+            continue
+        if after is None or after[0] != "output":
+            assert not printed.strip(), (
+                f"{where} prints this, which the page does not show:\n{printed}"
+            )
+            continue
+        shown = after[1]
+        assert CHECKER.check_output(shown, printed, OUTPUT_OPTIONS), (
+            f"{where}: the block printed\n{printed}\nbut the page shows\n{shown}"
+        )
+        checked += 1
     sys.modules.pop(module.__name__, None)
-    out = capsys.readouterr().out
-    assert out.strip(), f"{name} printed nothing"
+    assert checked, f"{name} shows no output"

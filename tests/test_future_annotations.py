@@ -126,12 +126,12 @@ def test_from_data_with_encoded_arrays_under_future_annotations() -> None:
 def test_datasets_and_batches_of_future_annotated_types(tmp_path: Path) -> None:
     samples = [image(i) for i in range(5)]
     ds = atdata.write_samples(samples, tmp_path / "future.tar")
-    assert all(same(a, b) for a, b in zip(ds, samples))
+    assert all(same(a, b) for a, b in zip(ds, samples, strict=True))
     (batch,) = list(ds.ordered(batch_size=5))
     assert batch.image.shape == (5, 3, 4) and batch.f32.dtype == np.float32
     assert batch.label == [f"img{i}" for i in range(5)]
     untyped = atdata.Dataset(ds.list_shards()).as_type(Image)
-    assert all(same(a, b) for a, b in zip(untyped, samples))
+    assert all(same(a, b) for a, b in zip(untyped, samples, strict=True))
 
 
 def test_lenses_with_string_annotations(tmp_path: Path) -> None:

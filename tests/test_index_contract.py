@@ -97,7 +97,7 @@ def corrupt_schema(provider: IndexProvider, name: str, version: str) -> None:
 
 
 def test_implements_the_protocols(index: Index, dataset: atdata.Dataset[Reading]) -> None:
-    assert isinstance(index, Index) and atdata.local.LocalIndex is Index
+    assert atdata.local.LocalIndex is Index
     checked: AbstractIndex = index  # a static check; the runtime one follows
     assert all(
         callable(getattr(checked, m))
@@ -175,7 +175,7 @@ def test_insert_dataset(index: Index, dataset: atdata.Dataset[Reading], tmp_path
     assert e.schema_ref == "atdata://local/sampleSchema/Reading@1.0.0"  # published on first use
     assert len(e.data_urls) == len(dataset.list_shards()) == 3
     assert all(u.startswith(str(tmp_path / "store" / "team" / "readings")) for u in e.data_urls)
-    for src, info in zip(dataset.list_shards(), e.shards):
+    for src, info in zip(dataset.list_shards(), e.shards, strict=True):
         data = Path(src).read_bytes()
         assert Path(info.url).read_bytes() == data  # a byte copy: keys and bytes kept
         assert (info.size, info.sha256) == (len(data), hashlib.sha256(data).hexdigest())

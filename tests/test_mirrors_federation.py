@@ -284,7 +284,7 @@ def _external(
     """An external-URL dataset of Alice's with ``count`` shards in ``bucket``; its URI and keys."""
     paths = write_shards(fed.root, count, 4)
     keys = [f"external/{p.name}" for p in paths]
-    for path, key in zip(paths, keys):
+    for path, key in zip(paths, keys, strict=True):
         s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
     uri = DatasetPublisher(world["alice"]).publish_with_urls(
         [f"s3://{bucket}/{k}" for k in keys],
@@ -411,8 +411,8 @@ def test_with_pds_a_stopped_load_dataset_reads_every_sample_from_a_mirror_skippi
         got = list(ds)
     want = world["samples"]
     assert [s.label for s in got] == [s.label for s in want]
-    assert all(np.array_equal(g.pixels, w.pixels) for g, w in zip(got, want))
-    for shard_id, path in zip(ds.list_shards(), world["paths"]):
+    assert all(np.array_equal(g.pixels, w.pixels) for g, w in zip(got, want, strict=True))
+    for shard_id, path in zip(ds.list_shards(), world["paths"], strict=True):
         with ds.source.open_shard(shard_id) as f:
             assert f.read() == path.read_bytes()  # byte-identical to what Alice published
     text = caplog.text

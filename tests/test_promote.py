@@ -1,4 +1,4 @@
-"""Promotion against the real servers: the seed's example verbatim, schema dedup, copies, errors."""
+"""Promotion against the real servers: the seed's example, schema dedup, copies, errors."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from atdata.local import LocalIndex, S3DataStore
 from atdata.promote import SOURCE_CID_KEY, promote_to_atmosphere
 from fixtures_servers import _empty_bucket
 
-# The "Complete Workflow Example" of the promotion tutorial (the spec), copied verbatim.
+# The seed's "Complete Workflow Example" of promotion, as the seed wrote it (its odd indentation
+# included). The test swaps only its S3 credentials and login line for the test servers'.
 SEED_COMPLETE_EXAMPLE = """\
 import numpy as np
 from numpy.typing import NDArray
@@ -133,7 +134,7 @@ def seed_complete_example() -> str:
     return SEED_COMPLETE_EXAMPLE
 
 
-def test_seed_complete_example_runs_verbatim(
+def test_seed_complete_example_runs_with_test_credentials(
     home: Path, s3_env: dict[str, str], s3_client: Any, pds_account: dict[str, str], monkeypatch
 ) -> None:
     code = seed_complete_example()

@@ -512,7 +512,7 @@ def test_property_dict_sample_reads_every_typed_payload(sample: Everything) -> N
     assert d.keys() == [f.name for f in dataclasses.fields(Everything)]
     assert same(d.arr, sample.arr) and same(d.i, sample.i) and same(d.f, sample.f)
     assert same(d.s, sample.s) and same(d.opt_int, sample.opt_int)
-    assert [same(a, b) for a, b in zip(d.arrays, sample.arrays)] == [True] * len(sample.arrays)
+    assert all(same(a, b) for a, b in zip(d.arrays, sample.arrays, strict=True))
     assert same(d.inner["v"], sample.inner.v)
 
 
@@ -532,6 +532,6 @@ def test_property_round_trip_through_a_shard(samples: list[Everything]) -> None:
         ds = atdata.write_samples(samples, Path(d) / "prop.tar")
         back = list(ds)
         assert len(back) == len(samples)
-        assert all(same(a, b) for a, b in zip(back, samples))
+        assert all(same(a, b) for a, b in zip(back, samples, strict=True))
         via_dict = list(atdata.Dataset(ds.list_shards()).as_type(Everything))
-        assert all(same(a, b) for a, b in zip(via_dict, samples))
+        assert all(same(a, b) for a, b in zip(via_dict, samples, strict=True))

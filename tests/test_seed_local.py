@@ -107,7 +107,7 @@ def test_atmosphere_page_blob_storage_local_steps(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out.split("\n")[:-1] == ["(32, 64)"] * 3 + ["(4, 64)"]
     read = list(dataset.ordered())
     assert len(read) == 100
-    assert all(np.array_equal(r.features, s.features) for r, s in zip(read, samples))
+    assert all(np.array_equal(r.features, s.features) for r, s in zip(read, samples, strict=True))
     assert [r.label for r in read] == [i % 10 for i in range(100)]
     first = next(iter(dataset.ordered(batch_size=32)))
     assert np.array_equal(first.features, np.stack([s.features for s in samples[:32]]))
@@ -182,5 +182,5 @@ def test_promotion_page_local_steps(capsys: pytest.CaptureFixture[str]) -> None:
     lines = capsys.readouterr().out.split("\n")[:-1]
     assert lines == ["(32, 128)"] * 31 + ["(8, 128)"]
     read = list(dataset)
-    assert all(np.array_equal(r.features, s.features) for r, s in zip(read, samples))
+    assert all(np.array_equal(r.features, s.features) for r, s in zip(read, samples, strict=True))
     assert len(read) == 1000

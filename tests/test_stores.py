@@ -94,7 +94,7 @@ def test_disk_store_copies_bytes(tmp_path: Path, dataset: atdata.Dataset[Chunk])
     assert isinstance(store, AbstractDataStore) and store.supports_streaming()
     shards = store.copy_shards(dataset, prefix="a/b")
     assert len(shards) == 3
-    for src, info in zip(dataset.list_shards(), shards):
+    for src, info in zip(dataset.list_shards(), shards, strict=True):
         assert info.url.startswith(str(tmp_path / "store" / "a" / "b" / "data-"))
         data = Path(src).read_bytes()
         assert Path(info.url).read_bytes() == data
@@ -177,7 +177,7 @@ def test_s3_insert_and_read_back_private(
     index = Index(path=tmp_path / "i.db", data_store=s3_store)
     entry = index.insert_dataset(dataset, name="chunks", prefix="team/chunks")
     assert all(u.startswith(f"s3://{s3_bucket}/team/chunks/data-") for u in entry.data_urls)
-    for src, url in zip(dataset.list_shards(), entry.data_urls):
+    for src, url in zip(dataset.list_shards(), entry.data_urls, strict=True):
         key = url.removeprefix(f"s3://{s3_bucket}/")
         assert (
             s3_client.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == Path(src).read_bytes()

@@ -405,7 +405,7 @@ def test_one_member_per_sample_named_key_dot_msgpack(tmp_path: Path) -> None:
     ds = atdata.write_samples(samples, tmp_path / "pts.tar")
     members = tar_payloads(ds.list_shards()[0])
     assert len(members) == 7
-    for (name, payload), s in zip(members, samples):
+    for (name, payload), s in zip(members, samples, strict=True):
         key, ext = name.split(".", 1)
         assert ext == "msgpack" and key
         assert payload == s.packed
@@ -428,7 +428,8 @@ def test_webdataset_reads_our_shards(tmp_path: Path) -> None:
     assert [r["msgpack"] for r in read] == [s.packed for s in samples]
     ours = [name.split(".")[0] for shard in ds.list_shards() for name, _ in tar_payloads(shard)]
     assert [r["__key__"] for r in read] == ours
-    assert [same(Point.from_bytes(r["msgpack"]), s) for r, s in zip(read, samples)] == [True] * 25
+    assert len(read) == 25
+    assert all(same(Point.from_bytes(r["msgpack"]), s) for r, s in zip(read, samples, strict=True))
 
 
 def test_long_keys_survive_in_tarfile_webdataset_and_atdata(tmp_path: Path) -> None:

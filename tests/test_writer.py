@@ -161,7 +161,7 @@ def test_shards_from_webdataset_shardwriter_read_the_same(tmp_path: Path) -> Non
     assert len(a) == len(b) == 25 and all(same(x, y) for x, y in zip(a, b))
     batches_a = [bt.features for bt in ours.ordered(batch_size=8)]
     batches_b = [bt.features for bt in theirs.ordered(batch_size=8)]
-    assert all(np.array_equal(x, y) for x, y in zip(batches_a, batches_b))
+    assert all(np.array_equal(x, y) for x, y in zip(batches_a, batches_b, strict=True))
 
 
 def _write_in_child(directory: str) -> list[str]:
