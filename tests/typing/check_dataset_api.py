@@ -1,6 +1,6 @@
 """What a user's type checker sees of ``Dataset[T]``: checked by pyright, never run.
 
-``tests/test_typing_dataset.py`` runs pyright on this file and expects no error.
+``tests/test_typing.py`` runs pyright on this file and expects no error.
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ Reading follows the reader's URL policy (see ``docs/reference/security.md``):
 a record's URLs must name public hosts unless ``allow_private_urls=True`` or
 ``ATDATA_ALLOW_PRIVATE_URLS=1``.
 
-    >>> # index = AtmosphereIndex(client, data_store=PDSBlobStore(client))
-    >>> # schema_uri = index.publish_schema(FeatureSample, version="1.0.0")
-    >>> # entry = index.insert_dataset(dataset, name="features", schema_ref=schema_uri)
-    >>> # ds = index.dataset_for(entry)            # Dataset[FeatureSample] over the blobs
+Example::
+
+    index = AtmosphereIndex(client, data_store=PDSBlobStore(client))
+    schema_uri = index.publish_schema(FeatureSample, version="1.0.0")
+    entry = index.insert_dataset(dataset, name="features", schema_ref=schema_uri)
+    ds = index.dataset_for(entry)            # Dataset[FeatureSample] over the blobs
 """
 
 from __future__ import annotations

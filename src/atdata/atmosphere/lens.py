@@ -5,11 +5,13 @@ getter (and putter) by repository URL, commit and ``path/to/file.py:function``.
 The library never fetches, imports or runs that code: a reader decides whether to
 trust the repository, checks it out at the commit and registers the lens itself.
 
-    >>> # uri = LensPublisher(client).publish(
-    >>> #     name="rgb_to_gray", source_schema_uri=rgb_uri, target_schema_uri=gray_uri,
-    >>> #     code_repository="https://github.com/me/lenses", code_commit="4f2c...",
-    >>> #     getter_path="lenses/vision.py:rgb_to_gray")
-    >>> # for rec in LensLoader(client).find_by_schemas(rgb_uri): print(rec["getterCode"])
+Example::
+
+    uri = LensPublisher(client).publish(
+        name="rgb_to_gray", source_schema_uri=rgb_uri, target_schema_uri=gray_uri,
+        code_repository="https://github.com/me/lenses", code_commit="4f2c...",
+        getter_path="lenses/vision.py:rgb_to_gray")
+    for rec in LensLoader(client).find_by_schemas(rgb_uri): print(rec["getterCode"])
 """
 
 from __future__ import annotations
