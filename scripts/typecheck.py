@@ -49,6 +49,8 @@ def doc_examples(into: Path) -> list[Path]:
         code = "\n\n".join(m.group(1) for m in _FENCE.finditer(page.read_text()))
         if code and page not in WHOLE_PROGRAMS:
             code = _FRAGMENT + code
+        elif code:  # a tutorial may define a sample type again further down, on purpose
+            code = "# pyright: reportRedeclaration=false\n" + code
         if code:
             path = into / (page.relative_to(ROOT).as_posix().replace("/", "__")[:-3] + ".py")
             path.write_text(code)
