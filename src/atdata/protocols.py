@@ -9,7 +9,7 @@ the storage contract (defined with it in ``atdata._storage``, named here too).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from atdata._storage import AbstractDataStore
@@ -69,13 +69,18 @@ class IndexEntry(Protocol):
 
 
 class AbstractIndex(Protocol):
-    """A catalogue of datasets and sample schemas."""
+    """A catalogue of datasets and sample schemas.
+
+    Implementations accept further keyword arguments with defaults (``metadata``,
+    ``description``, ...) and return their own entry and schema types; the
+    protocol names what every index offers.
+    """
 
     @property
     def data_store(self) -> AbstractDataStore | None: ...
 
     def insert_dataset(
-        self, dataset: Dataset[Any], *, name: str, schema_ref: str | None = None, **kwargs: Any
+        self, dataset: Dataset[Any], *, name: str, schema_ref: str | None = None
     ) -> IndexEntry: ...
 
     def get_dataset(self, ref: str) -> IndexEntry: ...
@@ -83,17 +88,15 @@ class AbstractIndex(Protocol):
     @property
     def datasets(self) -> Iterator[IndexEntry]: ...
 
-    def list_datasets(self) -> list[IndexEntry]: ...
+    def list_datasets(self) -> Sequence[IndexEntry]: ...
 
-    def publish_schema(
-        self, sample_type: type, *, version: str | None = None, **kwargs: Any
-    ) -> str: ...
+    def publish_schema(self, sample_type: type, *, version: str | None = None) -> str: ...
 
-    def get_schema(self, ref: str) -> dict[str, Any]: ...
+    def get_schema(self, ref: str) -> Mapping[str, Any]: ...
 
     @property
-    def schemas(self) -> Iterator[dict[str, Any]]: ...
+    def schemas(self) -> Iterator[Mapping[str, Any]]: ...
 
-    def list_schemas(self) -> list[dict[str, Any]]: ...
+    def list_schemas(self) -> Sequence[Mapping[str, Any]]: ...
 
     def decode_schema(self, ref: str) -> type: ...

@@ -139,9 +139,14 @@ class AtmosphereIndexEntry:
         digests = storage.get("sha256") or [None] * len(urls)
         return tuple(ShardInfo(u, None, d) for u, d in zip(urls, digests))
 
-    @cached_property
+    @property
     def metadata(self) -> dict[str, Any] | None:
-        """The msgpack-decoded metadata dict, or None."""
+        """The msgpack-decoded metadata dict, or None (decoded once)."""
+        return self._metadata
+
+    @cached_property
+    def _metadata(self) -> dict[str, Any] | None:
+        # a property in front: type checkers match a cached_property to no protocol property
         return decode_metadata(self.record, self.uri)
 
     @property
