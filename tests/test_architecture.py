@@ -129,7 +129,11 @@ def test_no_import_cycles() -> None:
     # importing each other is. Edges into a package's own __init__ from inside it are dropped.
     edges = _edges()
     for name, targets in edges.items():
-        edges[name] = {t for t in targets if not (MODULES[t].name == "__init__.py" and name.startswith(t + "."))}
+        edges[name] = {
+            t
+            for t in targets
+            if not (MODULES[t].name == "__init__.py" and name.startswith(t + "."))
+        }
     cycles = _cycles(edges)
     assert not cycles, "\n".join(" <-> ".join(c) for c in cycles)
 
@@ -192,7 +196,10 @@ def test_no_module_uses_another_modules_private_names() -> None:
             if (
                 isinstance(node, ast.Attribute)
                 and _private(node.attr)
-                and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls", "sys", "os"))
+                and not (
+                    isinstance(node.value, ast.Name)
+                    and node.value.id in ("self", "cls", "sys", "os")
+                )
                 and node.attr not in own
             ):
                 wrong.append(f"{name}:{node.lineno}: .{node.attr}")

@@ -81,7 +81,6 @@ class BatchWriteError(AtmosphereError):
         self.written: list[AtUri] = written
 
 
-
 class InvalidRecordError(AtmosphereError, ValueError):
     """A record does not match atdata's lexicon for its collection (the URI is named)."""
 

@@ -118,7 +118,9 @@ class XrpcSession:
         self.session_path = Path(session_path) if session_path is not None else None
         self._timeout = timeout
         self._transport = transport
-        self.retry_policy = RetryPolicy(max_retries=max_retries, max_rate_limit_wait=max_rate_limit_wait)
+        self.retry_policy = RetryPolicy(
+            max_retries=max_retries, max_rate_limit_wait=max_rate_limit_wait
+        )
         self._sdk: SdkClient = atproto.Client(
             base_url=self.base_url, request=self._new_request(Request)
         )
@@ -258,9 +260,7 @@ class XrpcSession:
             raise
 
     @classmethod
-    def from_session(
-        cls, session_string: str, base_url: str | None = None, **kwargs: Any
-    ) -> Self:
+    def from_session(cls, session_string: str, base_url: str | None = None, **kwargs: Any) -> Self:
         """A client logged in with an exported session string.
 
         Example::
@@ -497,4 +497,3 @@ class XrpcSession:
         if self._checked_http is None:
             self._checked_http = checked_http_client(policy, timeout=self._timeout)
         return self._checked_http
-

@@ -282,7 +282,9 @@ class BlobSource:
         self._ids = [str(b) for b in self.blobs]
         self._by_id = dict(zip(self._ids, self.blobs))
         self.client = client
-        self.plc_url: str | None = plc_url if plc_url is not None else getattr(client, "plc_url", None)
+        self.plc_url: str | None = (
+            plc_url if plc_url is not None else getattr(client, "plc_url", None)
+        )
         self.verify = verify
         self.timeout = timeout
         self._pds: dict[str, str] = {}
@@ -481,9 +483,7 @@ BlobData: TypeAlias = bytes | bytearray | memoryview | str | os.PathLike[str] | 
 class _BlobBody:
     """What to upload: a size (if known), a name for messages, and a way to (re)read it."""
 
-    def __init__(
-        self, data: BlobData
-    ) -> None:
+    def __init__(self, data: BlobData) -> None:
         self._file: BinaryReadable | None = None
         self._path: Path | None = None
         self._bytes: bytes | None = None
@@ -649,7 +649,9 @@ class BlobCalls(XrpcSession):
         """
         BlobUrl(did, cid)  # syntax check
         pds = self.resolve_pds(did)
-        return open_blob(self._http_for(pds), pds, did, cid, verify=verify, policy=self.retry_policy)
+        return open_blob(
+            self._http_for(pds), pds, did, cid, verify=verify, policy=self.retry_policy
+        )
 
     def get_blob(self, did: str, cid: str, *, verify: bool = True) -> bytes:
         """A whole blob in memory (CID-checked); prefer :meth:`get_blob_stream` for shards."""
