@@ -304,8 +304,10 @@ def test_restart_after_kill_loses_and_doubles_nothing(
     fed: Federation, view: View, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     root = tmp_path_factory.mktemp("restart")
-    own = View(fed, [fed.a.url, fed.b.url], f"sqlite:///{root / 'appview.db'}", root).start()
+    # Accounts first: host B then sequences nothing while the view runs, so the view has
+    # no cursor for it when killed and must still find what B sequenced while it was down.
     alice, bob = fed.account(fed.a), fed.account(fed.b)
+    own = View(fed, [fed.a.url, fed.b.url], f"sqlite:///{root / 'appview.db'}", root).start()
     try:
         first = [publish(fed, alice, f"restart-a{i}")[0] for i in range(2)]
         wait_for(lambda: len(own.client.list_datasets(alice.handle)) == 2, "the first datasets")

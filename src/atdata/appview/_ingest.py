@@ -451,6 +451,12 @@ class HostFollower:
         while not self.stop_event.is_set():
             state = self.ingester.store.hosts().get(self.host, {})
             cursor = state.get("cursor")
+            if cursor is None and state.get("backfilled"):
+                # Backfilled, but no event seen yet: a reconnect without a cursor would
+                # start at the live tail and skip what the host sequenced meanwhile (while
+                # this process was down). Replay the host's retained history instead;
+                # applying an event twice changes nothing.
+                cursor = 0
             try:
                 with connect(
                     _ws_url(self.host, cursor),
