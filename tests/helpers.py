@@ -102,9 +102,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serve_directory(directory: str | Path) -> Iterator[str]:
-    """Serve ``directory`` over HTTP on a free loopback port; yield the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+def serve_http(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` over HTTP on a free loopback port, in a thread; yield the base URL."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -114,6 +113,13 @@ def serve_directory(directory: str | Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextlib.contextmanager
+def serve_directory(directory: str | Path) -> Iterator[str]:
+    """Serve ``directory`` over HTTP on a free loopback port; yield the base URL."""
+    with serve_http(functools.partial(_QuietHandler, directory=str(directory))) as url:
+        yield url
 
 
 class BytesSource:

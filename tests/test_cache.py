@@ -10,7 +10,6 @@ import multiprocessing
 import os
 import socket
 import struct
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from numpy.typing import NDArray
 import atdata
 from atdata.cache import Prefetcher, S3Object, ShardCache, default_cache_dir, opener_for
 from atdata.sources import S3Source, URLSource
+from helpers import serve_http
 
 KB = 1024
 
@@ -340,14 +340,8 @@ class FlakyHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky_http() -> Iterator[tuple[str, type[FlakyHandler]]]:
     handler = type("Handler", (FlakyHandler,), {"files": {}, "fail": {}, "hits": {}})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_http(handler) as url:
+        yield url, handler
 
 
 def test_http_shard_reset_mid_body_is_retried(

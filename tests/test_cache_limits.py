@@ -31,7 +31,7 @@ import atdata
 from atdata.cache import S3Object, ShardCache
 from atdata.errors import ShardError
 from atdata.sources import S3Source, open_url
-from helpers import private_atdata_home, serve_directory  # noqa: F401 - autouse fixture
+from helpers import private_atdata_home, serve_directory, serve_http  # noqa: F401 - autouse fixture
 
 MB = 1 << 20
 
@@ -147,16 +147,8 @@ def wire(s3_env: dict[str, str]) -> Iterator[Wire]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    seen.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve_http(Proxy) as seen.url:
         yield seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 # --------------------------------------------------------------------------- a full disk

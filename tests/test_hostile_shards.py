@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 import tracemalloc
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from numpy.typing import NDArray
 
 import atdata
 from atdata import AtdataError, SampleError, ShardError
-from helpers import BytesSource, private_atdata_home, serve_directory  # noqa: F401 - autouse
+from helpers import BytesSource, private_atdata_home, serve_directory, serve_http  # noqa: F401 - autouse
 
 ATDATA = Path(sys.executable).parent / "atdata"
 
@@ -768,16 +767,8 @@ class _DictHandler(http.server.BaseHTTPRequestHandler):
 def bytes_server() -> Iterator[tuple[str, dict[str, bytes]]]:
     """A loopback HTTP server answering GETs from a dict of path -> bytes."""
     files: dict[str, bytes] = {}
-    handler = type("Handler", (_DictHandler,), {"files": files})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", files
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_http(type("Handler", (_DictHandler,), {"files": files})) as url:
+        yield url, files
 
 
 @pytest.mark.timeout(900)
